@@ -1,0 +1,29 @@
+# Two commands do all the set-up on a fresh machine (Python 3.10-3.13 with venv):
+#   make series   - install into .venv and run the five notebooks (tiny profile, embedded data)
+#   make test     - install into .venv and run the test suite (unit tests, papermill, nbval)
+# PROFILE=full make series runs another profile; ARGS passes more runner options.
+
+VENV ?= .venv
+PYTHON ?= python3
+PROFILE ?= tiny
+ARGS ?=
+BIN := $(VENV)/bin
+
+.PHONY: setup series test lab
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev,lab]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+series: setup
+	$(BIN)/python -m nbhelpers.run --profile $(PROFILE) $(ARGS)
+
+test: setup
+	$(BIN)/python -m pytest --nbval-lax tests notebooks
+
+lab: setup
+	$(BIN)/jupyter lab notebooks

@@ -1,0 +1,149 @@
+"""Loaders for the series' data, in the formats the real datasets use.
+
+A data folder (`DATA_DIR` in notebook 01) is laid out as::
+
+    sst2/train.tsv, sst2/dev.tsv         GLUE SST-2: a `sentence<TAB>label` header, then rows
+    vocab/<one file>.txt                 a BERT-style WordPiece vocabulary, one token per line
+    wikitext/wiki.train.raw, .valid.raw  WikiText raw (e.g. WikiText-103's files)
+
+An empty `DATA_DIR` means the embedded default: `nbhelpers.synthetic` writes seeded data in
+exactly this layout, so the same code path runs offline anywhere.
+
+Example:
+
+>>> data_dir = resolve_data_dir("", artifacts_dir="artifacts")
+>>> sentences, labels = load_sst2(data_dir, "train")
+>>> lines = load_wikitext(data_dir, "valid")
+"""
+
+import csv
+from pathlib import Path
+
+from nbhelpers import synthetic
+
+SST2_SPLITS = ("train", "dev")
+WIKITEXT_SPLITS = ("train", "valid", "test")
+# The guide keeps only WikiText lines longer than this (drops headings and blank lines).
+WIKITEXT_MIN_CHARS = 100
+
+
+class DataFormatError(ValueError):
+    """A data file is malformed; the message names the file and line."""
+
+
+def resolve_data_dir(data_dir, artifacts_dir):
+    """Return the data folder to read: `data_dir`, or the generated default when it is empty.
+
+    Args:
+        data_dir: a folder in the layout above, or "" for the embedded synthetic data.
+        artifacts_dir: where the synthetic data is generated (under `data/`), once.
+    """
+    if not data_dir:
+        return synthetic.ensure_synthetic_data(Path(artifacts_dir) / "data" / "synthetic")
+    folder = Path(data_dir).expanduser()
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"DATA_DIR {str(data_dir)!r} is not a folder. Pass a folder holding sst2/train.tsv, "
+            "sst2/dev.tsv, vocab/<vocabulary>.txt and wikitext/wiki.{train,valid}.raw, "
+            'or leave DATA_DIR empty ("") to use the embedded synthetic data.'
+        )
+    return folder.resolve()
+
+
+def _require_file(path, what):
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: expected the file {path}.")
+    return path
+
+
+def load_sst2(data_dir, split):
+    """Read a GLUE SST-2 split (`sst2/train.tsv` or `sst2/dev.tsv`).
+
+    Args:
+        data_dir: the data folder.
+        split: "train" or "dev".
+
+    Returns:
+        `(sentences, labels)`: a list of str and a list of int (0 negative, 1 positive).
+
+    Raises:
+        DataFormatError: a bad header, a row without exactly two fields or with a label other
+            than 0/1; the message gives the file and line number.
+    """
+    if split not in SST2_SPLITS:
+        raise ValueError(f"SST-2 split must be one of {SST2_SPLITS}, got {split!r}.")
+    path = _require_file(Path(data_dir) / "sst2" / f"{split}.tsv", f"SST-2 {split} split")
+    sentences, labels = [], []
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        header = next(rows, None)
+        if header != ["sentence", "label"]:
+            raise DataFormatError(
+                f"{path}, line 1: expected the header 'sentence<TAB>label', got {header!r}."
+            )
+        for line_number, row in enumerate(rows, start=2):
+            if len(row) != 2 or row[1].strip() not in ("0", "1"):
+                raise DataFormatError(
+                    f"{path}, line {line_number}: expected 'sentence<TAB>label' with label 0 or 1, "
+                    f"got {row!r}."
+                )
+            sentences.append(row[0])
+            labels.append(int(row[1]))
+    if not sentences:
+        raise DataFormatError(f"{path}: no rows after the header.")
+    return sentences, labels
+
+
+def load_wikitext(data_dir, split, min_chars=WIKITEXT_MIN_CHARS):
+    """Read a WikiText raw split (`wikitext/wiki.<split>.raw`), keeping lines over `min_chars`.
+
+    Args:
+        data_dir: the data folder.
+        split: "train", "valid" or "test".
+        min_chars: keep stripped lines longer than this (the guide's filter: 100).
+
+    Returns:
+        A list of str, one paragraph each.
+    """
+    if split not in WIKITEXT_SPLITS:
+        raise ValueError(f"WikiText split must be one of {WIKITEXT_SPLITS}, got {split!r}.")
+    path = _require_file(Path(data_dir) / "wikitext" / f"wiki.{split}.raw", f"WikiText {split}")
+    with open(path, encoding="utf-8") as f:
+        lines = [line.strip() for line in f]
+    kept = [line for line in lines if len(line) > min_chars]
+    if not kept:
+        raise DataFormatError(f"{path}: no line is longer than {min_chars} characters.")
+    return kept
+
+
+def find_vocabulary(data_dir):
+    """Return the path of the single `.txt` vocabulary in `data_dir/vocab/`."""
+    folder = Path(data_dir) / "vocab"
+    candidates = sorted(folder.glob("*.txt")) if folder.is_dir() else []
+    if len(candidates) != 1:
+        raise FileNotFoundError(
+            f"Expected exactly one vocabulary file (*.txt) in {folder}, found "
+            f"{[c.name for c in candidates] or 'none'}."
+        )
+    return candidates[0]
+
+
+def load_vocabulary(path):
+    """Read a WordPiece vocabulary (one token per line) and check it has the special tokens.
+
+    Returns:
+        The list of tokens; a token's id is its line index.
+    """
+    path = _require_file(path, "Vocabulary")
+    with open(path, encoding="utf-8") as f:
+        tokens = [line.rstrip("\n") for line in f]
+    for line_number, token in enumerate(tokens, start=1):
+        if not token.strip():
+            raise DataFormatError(f"{path}, line {line_number}: empty token.")
+    missing = [t for t in synthetic.SPECIAL_TOKENS if t not in tokens]
+    if missing:
+        raise DataFormatError(f"{path}: the vocabulary lacks the special tokens {missing}.")
+    if tokens[0] != "[PAD]":
+        raise DataFormatError(f"{path}, line 1: the first token must be [PAD] (id 0), got {tokens[0]!r}.")
+    return tokens

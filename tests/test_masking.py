@@ -1,0 +1,74 @@
+import numpy as np
+import tensorflow as tf
+
+from nbhelpers.masking import describe_masking, make_mask_generator, mask_batch, mlm_dataset
+from nbhelpers.tokenization import make_tokenizer
+
+MASK_ID = 4
+
+
+def _tokenizer(hand_vocabulary, length=8):
+    return make_tokenizer(hand_vocabulary, sequence_length=length)
+
+
+def test_rates_one_one_zero_mask_every_real_token_exactly(hand_vocabulary):
+    tokenizer = _tokenizer(hand_vocabulary)
+    masker = make_mask_generator(
+        tokenizer, mask_rate=1.0, predictions_per_sequence=8, mask_token_rate=1.0, random_token_rate=0.0
+    )
+    ids = np.array([[2, 5, 6, 7, 8, 3, 0, 0], [5, 9, 0, 0, 0, 0, 0, 0]], "int32")  # [CLS] ... [SEP]
+    features, labels, weights = mask_batch(masker, ids)
+    np.testing.assert_array_equal(
+        features["token_ids"], [[2, 4, 4, 4, 4, 3, 0, 0], [4, 4, 0, 0, 0, 0, 0, 0]]
+    )
+    np.testing.assert_array_equal(features["mask_positions"][0][:4], [1, 2, 3, 4])
+    np.testing.assert_array_equal(features["mask_positions"][1][:2], [0, 1])
+    np.testing.assert_array_equal(labels[0][:4], [5, 6, 7, 8])
+    np.testing.assert_array_equal(labels[1][:2], [5, 9])
+    np.testing.assert_array_equal(weights, [[1, 1, 1, 1, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0, 0, 0]])
+
+
+def test_the_real_rate_selects_the_expected_fraction_and_never_special_tokens(hand_vocabulary):
+    tokenizer = _tokenizer(hand_vocabulary, length=64)
+    masker = make_mask_generator(tokenizer, mask_rate=0.2, predictions_per_sequence=25)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(5, len(hand_vocabulary), size=(512, 64)).astype("int32")
+    ids[:, 0], ids[:, 40], ids[:, 50:] = 2, 3, 0  # [CLS], [SEP], padding
+    tf.random.set_seed(0)
+    features, labels, weights = mask_batch(masker, ids)
+    weights = np.asarray(weights)
+    selectable = 48  # 64 - [CLS] - [SEP] - 14 padding
+    assert abs(weights.sum() / (512 * selectable) - 0.2) < 0.01
+    assert weights.sum(axis=1).max() <= 25
+    positions = np.asarray(features["mask_positions"])[weights > 0]
+    assert not np.isin(positions, [0, 40]).any() and (positions < 50).all()
+    # Of the selected tokens about 80 % become [MASK], 10 % a random token, 10 % stay.
+    masked = np.take_along_axis(np.asarray(features["token_ids"]), np.asarray(features["mask_positions"]), 1)
+    selected_inputs = masked[weights > 0]
+    assert abs(np.mean(selected_inputs == MASK_ID) - 0.8) < 0.03
+    unchanged = selected_inputs == np.asarray(labels)[weights > 0]
+    assert 0.07 < np.mean(unchanged) < 0.15  # 10 % kept, plus random draws that hit the same token
+
+
+def test_each_epoch_draws_new_masks(hand_vocabulary):
+    tokenizer = _tokenizer(hand_vocabulary, length=32)
+    masker = make_mask_generator(tokenizer, mask_rate=0.3, predictions_per_sequence=10)
+    ids = np.full((16, 32), 6, "int32")
+    dataset = mlm_dataset(ids, masker, batch_size=16)
+    first, second = (next(iter(dataset))[0]["mask_positions"].numpy() for _ in range(2))
+    assert not np.array_equal(first, second)
+
+
+def test_mlm_dataset_drops_the_ragged_last_batch(hand_vocabulary):
+    masker = make_mask_generator(_tokenizer(hand_vocabulary), 0.5, 4)
+    batches = list(mlm_dataset(np.full((10, 8), 6, "int32"), masker, batch_size=4, shuffle_seed=0))
+    assert len(batches) == 2
+    features, labels, weights = batches[0]
+    assert features["token_ids"].shape == (4, 8) and labels.shape == weights.shape == (4, 4)
+
+
+def test_describe_masking_shows_masked_text_and_answers(hand_vocabulary):
+    tokenizer = _tokenizer(hand_vocabulary)
+    masker = make_mask_generator(tokenizer, 1.0, 2, mask_token_rate=1.0, random_token_rate=0.0)
+    described = describe_masking(tokenizer, *mask_batch(masker, np.array([[5, 6, 0, 0, 0, 0, 0, 0]], "int32")))
+    assert described == [("[MASK] [MASK]", ["0: [MASK] <- the", "1: [MASK] <- film"])]
