@@ -99,6 +99,14 @@ def require_artifact(root, name, files=(CONFIG_FILE,)):
     return folder
 
 
+def resume_folder(root, name):
+    """Where a notebook keeps state that must survive an interruption (e.g. training checkpoints).
+
+    It lives beside the artifacts, not in the staging folder, which a new run clears.
+    """
+    return Path(root) / ".resume" / name
+
+
 def write_json(path, data):
     """Write `data` as indented JSON, atomically (temporary file, then rename)."""
     path = Path(path)

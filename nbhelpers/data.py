@@ -4,7 +4,12 @@ A data folder (`DATA_DIR` in notebook 01) is laid out as::
 
     sst2/train.tsv, sst2/dev.tsv         GLUE SST-2: a `sentence<TAB>label` header, then rows
     vocab/<one file>.txt                 a BERT-style WordPiece vocabulary, one token per line
-    wikitext/wiki.train.raw, .valid.raw  WikiText raw (e.g. WikiText-103's files)
+    wikitext-103/wiki.train.raw, ...     WikiText raw (or `wikitext-2/`, or `wikitext/`; the
+                                         tokenized `wiki.*.tokens` files are read too)
+    corpus/movie_reviews.zip             optional: Pang & Lee's 2,000 movie reviews (NLTK's zip),
+                                         unlabelled in-domain text for pretraining
+
+`nbhelpers.acquire` downloads these into a data folder.
 
 An empty `DATA_DIR` means the embedded default: `nbhelpers.synthetic` writes seeded data in
 exactly this layout, so the same code path runs offline anywhere.
@@ -14,9 +19,11 @@ Example:
 >>> data_dir = resolve_data_dir("", artifacts_dir="artifacts")
 >>> sentences, labels = load_sst2(data_dir, "train")
 >>> lines = load_wikitext(data_dir, "valid")
+>>> train_texts, valid_texts = load_corpus(data_dir, "wikitext")
 """
 
 import csv
+import zipfile
 from pathlib import Path
 
 from nbhelpers import synthetic
@@ -25,6 +32,13 @@ SST2_SPLITS = ("train", "dev")
 WIKITEXT_SPLITS = ("train", "valid", "test")
 # The guide keeps only WikiText lines longer than this (drops headings and blank lines).
 WIKITEXT_MIN_CHARS = 100
+# Searched in this order: the largest WikiText first.
+WIKITEXT_FOLDERS = ("wikitext-103", "wikitext-2", "wikitext")
+MOVIE_REVIEWS_ZIP = Path("corpus") / "movie_reviews.zip"
+# The pretraining corpora notebook 02 can read (`CORPUS`).
+CORPORA = ("wikitext", "movie_reviews", "sst2_unlabelled")
+# Corpora without a validation split hold out every n-th document for it (5 %).
+HOLD_OUT_EVERY = 20
 
 
 class DataFormatError(ValueError):
@@ -95,11 +109,24 @@ def load_sst2(data_dir, split):
     return sentences, labels
 
 
+def _wikitext_file(data_dir, split):
+    names = (f"wiki.{split}.raw", f"wiki.{split}.tokens")
+    for folder in WIKITEXT_FOLDERS:
+        for name in names:
+            if (Path(data_dir) / folder / name).is_file():
+                return Path(data_dir) / folder / name
+    raise FileNotFoundError(
+        f"WikiText {split} split not found: expected {Path(data_dir) / WIKITEXT_FOLDERS[0] / names[0]} "
+        f"(or the same under {', '.join(WIKITEXT_FOLDERS[1:])}/, or a .tokens file). "
+        "`python -m nbhelpers.acquire --data-dir DATA_DIR wikitext-103` downloads it."
+    )
+
+
 def load_wikitext(data_dir, split, min_chars=WIKITEXT_MIN_CHARS):
-    """Read a WikiText raw split (`wikitext/wiki.<split>.raw`), keeping lines over `min_chars`.
+    """Read a WikiText split (`wiki.<split>.raw`), keeping lines longer than `min_chars`.
 
     Args:
-        data_dir: the data folder.
+        data_dir: the data folder; `wikitext-103/`, `wikitext-2/` and `wikitext/` are searched.
         split: "train", "valid" or "test".
         min_chars: keep stripped lines longer than this (the guide's filter: 100).
 
@@ -108,13 +135,55 @@ def load_wikitext(data_dir, split, min_chars=WIKITEXT_MIN_CHARS):
     """
     if split not in WIKITEXT_SPLITS:
         raise ValueError(f"WikiText split must be one of {WIKITEXT_SPLITS}, got {split!r}.")
-    path = _require_file(Path(data_dir) / "wikitext" / f"wiki.{split}.raw", f"WikiText {split}")
+    path = _wikitext_file(data_dir, split)
     with open(path, encoding="utf-8") as f:
         lines = [line.strip() for line in f]
     kept = [line for line in lines if len(line) > min_chars]
     if not kept:
         raise DataFormatError(f"{path}: no line is longer than {min_chars} characters.")
     return kept
+
+
+def load_movie_reviews(data_dir):
+    """Read the 2,000 reviews of `corpus/movie_reviews.zip` (NLTK's copy of Pang & Lee's v2.0).
+
+    Returns:
+        A list of str, one review each (its sentences joined by spaces), in file-name order.
+    """
+    path = _require_file(Path(data_dir) / MOVIE_REVIEWS_ZIP, "The movie-review corpus")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = sorted(n for n in archive.namelist() if n.endswith(".txt") and "/cv" in n)
+            reviews = [" ".join(archive.read(n).decode("utf-8", "replace").split()) for n in names]
+    except zipfile.BadZipFile as error:
+        raise DataFormatError(f"{path}: not a readable zip archive ({error}).") from None
+    if not reviews:
+        raise DataFormatError(f"{path}: holds no movie_reviews/{{pos,neg}}/cv*.txt files.")
+    return reviews
+
+
+def _hold_out(documents):
+    train = [d for i, d in enumerate(documents) if i % HOLD_OUT_EVERY != HOLD_OUT_EVERY - 1]
+    valid = [d for i, d in enumerate(documents) if i % HOLD_OUT_EVERY == HOLD_OUT_EVERY - 1]
+    return train, valid
+
+
+def load_corpus(data_dir, corpus):
+    """Read an unlabelled pretraining corpus as `(train_texts, valid_texts)`.
+
+    Args:
+        data_dir: the data folder.
+        corpus: "wikitext" (its train and valid splits), "movie_reviews" (every 20th review held
+            out for validation) or "sst2_unlabelled" (the SST-2 training sentences without
+            their labels, every 20th held out; never the dev set, which fine-tuning reports on).
+    """
+    if corpus == "wikitext":
+        return load_wikitext(data_dir, "train"), load_wikitext(data_dir, "valid")
+    if corpus == "movie_reviews":
+        return _hold_out(load_movie_reviews(data_dir))
+    if corpus == "sst2_unlabelled":
+        return _hold_out(load_sst2(data_dir, "train")[0])
+    raise ValueError(f"Unknown corpus {corpus!r}: choose one of {', '.join(CORPORA)}.")
 
 
 def find_vocabulary(data_dir):

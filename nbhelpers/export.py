@@ -1,7 +1,9 @@
 """The exported model: raw strings in, probability of positive sentiment out.
 
 The tokenizer is a layer inside the model, so the saved `.keras` file carries its vocabulary
-and needs no separate preprocessing.
+and needs no separate preprocessing. Text longer than the model's sequence length is truncated
+to its first `sequence_length` WordPiece tokens; an empty string gets the prediction for no
+tokens at all.
 
 Example:
 
@@ -12,10 +14,15 @@ Example:
 array([0.93, 0.08], dtype=float32)
 """
 
+import json
+
 import keras
 import keras_hub  # noqa: F401  (registers keras-hub layers for loading)
 import numpy as np
 import tensorflow as tf
+
+# Predicting this many texts per call keeps memory flat and the per-call overhead small.
+PREDICT_BATCH = 512
 
 
 def build_text_model(tokenizer, classifier):
@@ -30,10 +37,78 @@ def load_text_model(path):
     return keras.models.load_model(path)
 
 
-def predict_texts(model, texts, batch_size=256):
-    """Probabilities of positive sentiment for a list of strings, as a float32 array."""
+def export_saved_model(model, path):
+    """Write a TensorFlow SavedModel whose `serve` signature maps a string batch to probabilities.
+
+    Load it without Keras: `tf.saved_model.load(path).serve(tf.constant(["text"]))`.
+    """
+    model.export(str(path), format="tf_saved_model", verbose=False)
+
+
+def predict_texts(model, texts, batch_size=PREDICT_BATCH):
+    """Probabilities of positive sentiment for a list of strings, as a float32 array.
+
+    Args:
+        model: a raw-text model (`.keras`), or a loaded SavedModel (its `serve` is used).
+        texts: a list of str.
+        batch_size: texts per call.
+    """
+    call = model.serve if hasattr(model, "serve") else (lambda batch: model(batch, training=False))
     outputs = [
-        np.asarray(model(tf.constant(texts[start : start + batch_size]), training=False)).reshape(-1)
+        np.asarray(call(tf.constant(texts[start : start + batch_size], dtype=tf.string))).reshape(-1)
         for start in range(0, len(texts), batch_size)
     ]
     return np.concatenate(outputs).astype("float32") if outputs else np.zeros(0, "float32")
+
+
+def write_model_card(path, config, metrics):
+    """Write a Markdown model card: what the model is, how it was trained, how well, how to load it."""
+    model_keys = ("num_layers", "model_dim", "num_heads", "intermediate_dim", "dropout")
+    training_keys = (
+        "sequence_length", "mask_rate", "predictions_per_sequence", "pretrain_epochs",
+        "pretrain_batch_size", "pretrain_learning_rate", "finetune_epochs",
+        "finetune_batch_size", "finetune_learning_rate", "precision", "seed",
+    )
+    rows = lambda keys: "\n".join(f"| {k} | {config[k]} |" for k in keys if k in config)  # noqa: E731
+    text = f"""# Sentiment model (SST-2), pretrained from scratch
+
+A small transformer encoder pretrained with masked language modelling, then fine-tuned to say
+whether a sentence is positive. Input: raw text (any string; longer text is truncated to the first
+{config["sequence_length"]} WordPiece tokens). Output: the probability that it is positive.
+
+## Files
+- `sentiment.keras`: the Keras model, tokenizer inside (vocabulary of {config["vocabulary_size"]:,} tokens).
+- `saved_model/`: the same as a TensorFlow SavedModel with a `serve` signature (strings in).
+
+## How to load
+```python
+import keras, keras_hub, tensorflow as tf    # keras_hub registers the tokenizer layer
+model = keras.models.load_model("sentiment.keras")
+model(tf.constant(["What a wonderful film!"]))           # [[probability of positive]]
+
+tf.saved_model.load("saved_model").serve(tf.constant(["What a wonderful film!"]))
+```
+From a shell: `python -m nbhelpers.predict sentiment.keras "What a wonderful film!"`.
+
+## Metrics
+| metric | value |
+|---|---|
+| SST-2 dev accuracy | {metrics["dev_accuracy"]:.4f} |
+| max probability difference, exported vs in-notebook classifier (dev set) | {metrics["max_difference_vs_classifier"]:.2e} |
+
+## Model
+| setting | value |
+|---|---|
+{rows(model_keys)}
+
+## Training
+| setting | value |
+|---|---|
+{rows(training_keys)}
+
+## Data
+{json.dumps(config.get("data_dir"))} (empty or `.../data/synthetic`: the project's embedded synthetic data).
+Vocabulary: `{config.get("vocabulary_file", "vocab.txt")}`.
+"""
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)

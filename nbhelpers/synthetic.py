@@ -146,8 +146,7 @@ def write_synthetic_data(folder, seed=DEFAULT_SEED, sizes=SIZES, vocabulary_size
         sizes: how many sentences per SST-2 split and articles per WikiText split.
         vocabulary_size: the WordPiece vocabulary's maximum size.
     """
-    import keras_hub  # Imported here: generating text needs no TensorFlow.
-    import tensorflow as tf
+    from nbhelpers.tokenization import compute_vocabulary  # Imported here: it loads TensorFlow.
 
     folder = Path(folder)
     rng = random.Random(seed)
@@ -160,15 +159,7 @@ def write_synthetic_data(folder, seed=DEFAULT_SEED, sizes=SIZES, vocabulary_size
         lines = [line for _ in range(sizes[f"wiki_{split}"]) for line in _article(rng)]
         _write_lines(folder / "wikitext" / f"wiki.{split}.raw", lines)
         texts += [line for line in lines if line.strip()] if split == "train" else []
-    # A list of str would be read as file names: pass a dataset.
-    vocabulary = keras_hub.tokenizers.compute_word_piece_vocabulary(
-        tf.data.Dataset.from_tensor_slices(texts).batch(1000),
-        vocabulary_size,
-        lowercase=True,
-        strip_accents=True,
-        reserved_tokens=SPECIAL_TOKENS,
-    )
-    _write_lines(folder / "vocab" / "vocab.txt", vocabulary)
+    _write_lines(folder / "vocab" / "vocab.txt", compute_vocabulary(texts, vocabulary_size))
     with open(folder / "synthetic.json", "w") as f:
         json.dump({"version": VERSION, "seed": seed, "sizes": sizes}, f, indent=2, sort_keys=True)
 

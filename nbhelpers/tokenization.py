@@ -37,6 +37,32 @@ def make_tokenizer(vocabulary, sequence_length):
     )
 
 
+def compute_vocabulary(texts, vocabulary_size):
+    """Compute a WordPiece vocabulary from text (keras-hub's `compute_word_piece_vocabulary`).
+
+    Lowercased and accent-stripped like `make_tokenizer`, with the special tokens first
+    (`[PAD]` is id 0). A vocabulary fitted to the pretraining corpus needs no download, has far
+    fewer `[UNK]` than a general one of the same size, and a smaller output layer.
+
+    Args:
+        texts: a list of str.
+        vocabulary_size: the most entries the vocabulary may have.
+
+    Returns:
+        A list of tokens (a token's id is its index).
+    """
+    from nbhelpers.synthetic import SPECIAL_TOKENS
+
+    # A list of str would be read as file names: pass a dataset.
+    return keras_hub.tokenizers.compute_word_piece_vocabulary(
+        tf.data.Dataset.from_tensor_slices(list(texts)).batch(1000),
+        vocabulary_size,
+        lowercase=True,
+        strip_accents=True,
+        reserved_tokens=SPECIAL_TOKENS,
+    )
+
+
 def tokenize_texts(tokenizer, texts):
     """Tokenize a list of strings into an `int32` array of shape `(len(texts), sequence_length)`."""
     dataset = tf.data.Dataset.from_tensor_slices(list(texts)).batch(TOKENIZE_BATCH)
@@ -44,6 +70,34 @@ def tokenize_texts(tokenizer, texts):
     arrays = [batch.numpy() for batch in dataset]
     length = tokenizer.sequence_length
     return np.concatenate(arrays).astype("int32") if arrays else np.zeros((0, length), "int32")
+
+
+def pack_texts(tokenizer, texts):
+    """Tokenize texts and pack them end to end into full sequences, `[SEP]` between texts.
+
+    Truncating each text to the sequence length throws away the rest of a long text, and padding
+    a short one spends compute on `[PAD]`; packing uses every token (only the last sequence is
+    padded). Masking and attention treat the packed sequence as one text.
+
+    Args:
+        tokenizer: from `make_tokenizer`; its `sequence_length` is the packed length.
+        texts: a list of str.
+
+    Returns:
+        An `int32` array of shape `(n, sequence_length)`.
+    """
+    length = tokenizer.sequence_length
+    unpadded = make_tokenizer(tokenizer.get_vocabulary(), sequence_length=None)
+    separator = np.array([tokenizer.token_to_id("[SEP]")], "int32")
+    dataset = tf.data.Dataset.from_tensor_slices(list(texts)).batch(TOKENIZE_BATCH).map(unpadded)
+    pieces = []
+    for batch in dataset:
+        for row in batch.numpy():
+            pieces += [np.asarray(row, "int32"), separator]
+    stream = np.concatenate(pieces) if pieces else np.zeros(0, "int32")
+    padded = np.zeros(-(-len(stream) // length) * length, "int32")
+    padded[: len(stream)] = stream
+    return padded.reshape(-1, length)
 
 
 def unknown_token_rate(tokenizer, token_ids):

@@ -17,7 +17,7 @@ HAND_VOCABULARY = [
 ]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def hand_vocabulary():
     return list(HAND_VOCABULARY)
 

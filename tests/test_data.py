@@ -110,3 +110,41 @@ def test_the_default_data_dir_is_generated_once(tmp_path, monkeypatch):
     assert first == second == (tmp_path / "data" / "synthetic").resolve()
     assert len(calls) == 1
     assert not [p for p in (tmp_path / "data").iterdir() if "staging" in p.name]
+
+
+def test_load_corpus_reads_each_corpus_and_holds_out_a_validation_share(tmp_path):
+    import zipfile
+
+    from nbhelpers.data import load_corpus
+
+    _write(tmp_path / "sst2" / "train.tsv", "sentence\tlabel\n" + "".join(f"line {i}\t1\n" for i in range(40)))
+    with zipfile.ZipFile(_write(tmp_path / "corpus" / "movie_reviews.zip", "").parent / "movie_reviews.zip", "w") as z:
+        for i in range(40):
+            z.writestr(f"movie_reviews/{'pos' if i % 2 else 'neg'}/cv{i:03d}_1.txt", f"review {i} .\nsecond  line .\n")
+        z.writestr("movie_reviews/README", "not a review")
+    paragraph = "word " * 30
+    _write(tmp_path / "wikitext-2" / "wiki.train.tokens", f" = Title = \n{paragraph}\n")
+    _write(tmp_path / "wikitext-2" / "wiki.valid.tokens", f"{paragraph}\n")
+
+    train, valid = load_corpus(tmp_path, "movie_reviews")
+    assert (len(train), len(valid)) == (38, 2) and "review 0 . second line ." in train
+    assert not set(train) & set(valid)
+    train, valid = load_corpus(tmp_path, "sst2_unlabelled")
+    assert (len(train), len(valid)) == (38, 2) and train[0] == "line 0"
+    assert load_corpus(tmp_path, "wikitext") == ([paragraph.strip()], [paragraph.strip()])
+    with pytest.raises(ValueError, match="movie_reviews"):
+        load_corpus(tmp_path, "books")
+
+
+def test_the_real_wikitext_files_read_in_their_tokenized_format(shared_data):
+    paragraphs = load_wikitext(shared_data, "valid")
+    assert 1000 < len(paragraphs) < 3760 and all(len(p) > 100 for p in paragraphs)
+    assert not any(p.startswith("=") for p in paragraphs)
+
+
+def test_the_real_movie_reviews_are_2000_reviews(shared_data):
+    from nbhelpers.data import load_corpus
+
+    train, valid = load_corpus(shared_data, "movie_reviews")
+    assert (len(train), len(valid)) == (1900, 100)
+    assert sum(len(r.split()) for r in train + valid) > 1_400_000

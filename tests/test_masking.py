@@ -72,3 +72,47 @@ def test_describe_masking_shows_masked_text_and_answers(hand_vocabulary):
     masker = make_mask_generator(tokenizer, 1.0, 2, mask_token_rate=1.0, random_token_rate=0.0)
     described = describe_masking(tokenizer, *mask_batch(masker, np.array([[5, 6, 0, 0, 0, 0, 0, 0]], "int32")))
     assert described == [("[MASK] [MASK]", ["0: [MASK] <- the", "1: [MASK] <- film"])]
+
+
+def test_masks_match_keras_hub_mask_generator_statistically(hand_vocabulary):
+    import keras_hub
+
+    tokenizer = _tokenizer(hand_vocabulary, length=64)
+    ours = make_mask_generator(tokenizer, mask_rate=0.2, predictions_per_sequence=8)
+    reference = keras_hub.layers.MaskedLMMaskGenerator(
+        vocabulary_size=ours.vocabulary_size, mask_selection_rate=0.2, mask_token_id=MASK_ID,
+        mask_selection_length=8, unselectable_token_ids=list(ours.unselectable_ids),
+    )
+    rng = np.random.default_rng(1)
+    ids = rng.integers(5, len(hand_vocabulary), size=(1024, 64)).astype("int32")
+    lengths = rng.integers(2, 64, size=1024)
+    ids[np.arange(64)[None, :] >= lengths[:, None]] = 0
+    ids[:, 0] = 2
+    features, labels, weights = mask_batch(ours, ids, seed=(3, 4))
+    expected = next(iter(tf.data.Dataset.from_tensors(ids).map(reference)))  # as in the guide
+    # The same number of predictions in every sequence (ceil(rate x selectable), capped) ...
+    np.testing.assert_array_equal(np.sum(weights, 1), np.sum(expected["mask_weights"], 1))
+    # ... spread over positions alike, and replaced alike (80 % [MASK], 10 % random, 10 % kept).
+    def shares(token_ids, positions, targets, weights):
+        chosen = np.asarray(weights) > 0
+        inputs = np.take_along_axis(np.asarray(token_ids), np.asarray(positions), 1)[chosen]
+        return (np.mean(np.asarray(positions)[chosen]), np.mean(inputs == MASK_ID),
+                np.mean(inputs == np.asarray(targets)[chosen]))
+    ours_shares = shares(features["token_ids"], features["mask_positions"], labels, weights)
+    reference_shares = shares(expected["token_ids"], expected["mask_positions"], expected["mask_ids"], expected["mask_weights"])
+    np.testing.assert_allclose(ours_shares, reference_shares, rtol=0.08)
+
+
+def test_the_same_seed_gives_the_same_masks_and_each_pass_new_ones(hand_vocabulary):
+    masker = make_mask_generator(_tokenizer(hand_vocabulary, length=32), 0.3, 10)
+    ids = np.full((64, 32), 6, "int32")
+
+    def passes(seed):
+        dataset = mlm_dataset(ids, masker, batch_size=16, shuffle_seed=0, mask_seed=seed)
+        return [np.concatenate([f["mask_positions"].numpy() for f, _, _ in dataset]) for _ in range(2)]
+
+    first, again, other = passes(7), passes(7), passes(8)
+    np.testing.assert_array_equal(first[0], again[0])
+    np.testing.assert_array_equal(first[1], again[1])
+    assert not np.array_equal(first[0], first[1])
+    assert not np.array_equal(first[0], other[0])

@@ -98,3 +98,31 @@ def test_text_model_reads_raw_strings_and_reloads_identically(encoder, hand_voca
     np.testing.assert_array_equal(
         np.asarray(reloaded(tf.constant(texts))).reshape(-1), probabilities
     )
+
+
+def test_top_fill_ins_mask_a_whole_word_and_rank_guesses(encoder, hand_vocabulary):
+    from nbhelpers.fill_mask import top_fill_ins
+
+    tokenizer = make_tokenizer(hand_vocabulary, sequence_length=16)
+    pretrainer = build_pretraining_model(encoder, 3)
+    results = top_fill_ins(pretrainer, tokenizer, ["the film was good .", ". . .", "a bad films"], top_k=4)
+    assert [(text, answer) for text, answer, _ in results] == [
+        ("the film [MASK] good .", "was"),
+        ("a [MASK] film ##s", "bad"),  # "films" is two pieces: the whole word "bad" is masked
+    ]
+    probabilities = [p for _, _, guesses in results for _, p in guesses]
+    assert len(results[0][2]) == 4 and all(0 <= p <= 1 for p in probabilities)
+    assert [p for _, p in results[0][2]] == sorted((p for _, p in results[0][2]), reverse=True)
+
+
+def test_the_warmup_cosine_schedule_rises_to_the_peak_and_ends_at_zero():
+    from nbhelpers.training import learning_rate
+
+    assert learning_rate(5e-4, "constant", 100) == 5e-4
+    rate = learning_rate(1e-3, "warmup_cosine", total_steps=1000)
+    values = [float(rate(step)) for step in range(0, 1001, 10)]
+    assert values[0] == 0 and max(values) == pytest.approx(1e-3) and values[-1] == pytest.approx(0, abs=1e-9)
+    peak = values.index(max(values))
+    assert values[:peak + 1] == sorted(values[:peak + 1]) and values[peak:] == sorted(values[peak:], reverse=True)
+    with pytest.raises(ValueError, match="warmup_cosine"):
+        learning_rate(1e-3, "cyclic", 10)

@@ -13,8 +13,11 @@ EXPECTED_FILES = {
     "01_baseline": {"config.json", "metrics.json", "history.csv", "history.png"},
     "02_mlm_data": {"config.json", "vocab.txt", "train_tokens.npy", "valid_tokens.npy", "preview.txt"},
     "03_encoder": {"config.json", "metrics.json", "history.csv", "history.png", "encoder.keras", "vocab.txt"},
-    "04_classifier": {"config.json", "metrics.json", "history.csv", "history.png", "classifier.keras", "vocab.txt"},
-    "05_export": {"config.json", "metrics.json", "sentiment.keras"},
+    "04_classifier": {
+        "config.json", "metrics.json", "history.csv", "history.png", "classifier.keras", "vocab.txt",
+        "comparison.png", "from_scratch",
+    },
+    "05_export": {"config.json", "metrics.json", "sentiment.keras", "saved_model", "MODEL_CARD.md"},
 }
 
 
@@ -41,8 +44,16 @@ def test_the_series_runs_in_order_with_the_tiny_profile(tmp_path):
     assert encoder["history"]["val_sparse_categorical_accuracy"][-1] > encoder["history"]["val_sparse_categorical_accuracy"][0]
     assert classifier["baseline_dev_accuracy"] == baseline["dev_accuracy"]
     assert classifier["dev_accuracy"] > 0.6
-    assert export["reload_max_difference"] == 0.0
-    assert export["dev_accuracy"] == pytest.approx(classifier["dev_accuracy"], abs=2 / 872)
+    assert list(classifier["dev_accuracies"]) == ["bag of words", "transformer, no pretraining", "transformer, pretrained"]
+    assert 0.5 < classifier["from_scratch_dev_accuracy"] <= 1
+    # The exported models (in memory, .keras reloaded, SavedModel reloaded) agree with the
+    # classifier on the whole dev set: the same labels, probabilities within 1e-3.
+    assert set(export["same_labels_as_classifier"]) == {"in memory", ".keras reloaded", "SavedModel reloaded"}
+    assert all(export["same_labels_as_classifier"].values())
+    assert export["max_difference_vs_classifier"] <= 1e-3
+    assert export["dev_accuracy"] == pytest.approx(classifier["dev_accuracy"], abs=1e-9)
+    card = (tmp_path / "05_export" / "MODEL_CARD.md").read_text()
+    assert f"| SST-2 dev accuracy | {export['dev_accuracy']:.4f} |" in card and "keras.models.load_model" in card
 
 
 def test_a_notebook_without_its_input_artifact_names_the_notebook_to_run_first(tmp_path):

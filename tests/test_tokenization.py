@@ -43,3 +43,28 @@ def test_classification_dataset_batches_and_keeps_order_without_seed():
     np.testing.assert_array_equal(np.concatenate([x for x, _ in batches]), tokens)
     shuffled = np.concatenate([x for x, _ in classification_dataset(tokens, labels, 4, shuffle_seed=1)])
     assert sorted(map(tuple, shuffled)) == sorted(map(tuple, tokens))
+
+
+def test_pack_texts_joins_texts_with_separators_into_full_sequences(hand_vocabulary):
+    from nbhelpers.tokenization import pack_texts
+
+    tokenizer = make_tokenizer(hand_vocabulary, sequence_length=4)
+    packed = pack_texts(tokenizer, ["the film", "a bad film was good", "the"])
+    the, film, sep = (tokenizer.token_to_id(t) for t in ("the", "film", "[SEP]"))
+    expected_stream = np.concatenate([tokenize_texts(make_tokenizer(hand_vocabulary, 8), [t])[0][:n].tolist() + [sep]
+                                      for t, n in (("the film", 2), ("a bad film was good", 5), ("the", 1))])
+    assert packed.shape == (3, 4) and packed.dtype == np.int32
+    np.testing.assert_array_equal(packed.reshape(-1)[: len(expected_stream)], expected_stream)
+    assert packed.reshape(-1)[len(expected_stream):].tolist() == [0]  # only the tail is padded
+    assert packed[0, :3].tolist() == [the, film, sep]
+
+
+def test_compute_vocabulary_fits_the_text_and_starts_with_the_special_tokens():
+    from nbhelpers.tokenization import compute_vocabulary
+
+    texts = ["The Café was wonderful", "a wonderful film", "the film was dull"] * 20
+    vocabulary = compute_vocabulary(texts, 60)
+    assert vocabulary[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    assert len(vocabulary) <= 60 and {"the", "cafe", "wonderful", "film"} <= set(vocabulary)
+    tokenizer = make_tokenizer(vocabulary, sequence_length=8)
+    assert unknown_token_rate(tokenizer, tokenize_texts(tokenizer, texts)) == 0
