@@ -2,6 +2,7 @@
 #   make series   - install into .venv and run the five notebooks (tiny profile, embedded data)
 #   make test     - install into .venv and run the test suite (unit tests, papermill, nbval)
 # PROFILE=full make series runs another profile; ARGS passes more runner options.
+# make bench ARGS="--data-dir ../shared/data" times the guide's pipelines against ours.
 
 VENV ?= .venv
 PYTHON ?= python3
@@ -9,7 +10,7 @@ PROFILE ?= tiny
 ARGS ?=
 BIN := $(VENV)/bin
 
-.PHONY: setup series test lab
+.PHONY: setup series test lab bench
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,3 +28,6 @@ test: setup
 
 lab: setup
 	$(BIN)/jupyter lab notebooks
+
+bench: setup
+	$(BIN)/python bench/speed.py $(ARGS)

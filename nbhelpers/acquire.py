@@ -113,9 +113,15 @@ class AcquisitionError(RuntimeError):
 _SST2_MEMBERS = {"SST-2/train.tsv": "sst2/train.tsv", "SST-2/dev.tsv": "sst2/dev.tsv"}
 
 
-def _wikitext_members(folder, target):
-    splits = ("train", "valid", "test")
-    return {f"{folder}/wiki.{split}.raw": f"{target}/wiki.{split}.raw" for split in splits}
+def _wikitext_dataset(name, sha256):
+    """WikiText raw (`name` is "wikitext-103" or "wikitext-2"): the guide's S3 URL, then a mirror."""
+    members = {f"{name}-raw/wiki.{split}.raw": f"{name}/wiki.{split}.raw" for split in ("train", "valid", "test")}
+    hosts = ("https://s3.amazonaws.com/research.metamind.io/wikitext", "https://wikitext.smerity.com")
+    return Dataset(
+        name,
+        tuple(members.values()),
+        tuple(Source(f"{host}/{name}-raw-v1.zip", known_hash=sha256, archive=True, members=members) for host in hosts),
+    )
 
 
 DATASETS = {
@@ -153,43 +159,15 @@ DATASETS = {
             )
         ),
     ),
-    "wikitext-103": Dataset(
-        "wikitext-103",
-        tuple(_wikitext_members("wikitext-103-raw", "wikitext-103").values()),
-        tuple(
-            # sha256 published in Hugging Face datasets' datasets/wikitext/dataset_infos.json
-            # (download_checksums of wikitext-103-raw-v1, for the S3 URL). The smerity.com mirror
-            # is taken to serve the same archive (for WikiText-2, projects pinning the mirror
-            # publish the S3 hash); if it ever differs, the check rejects it rather than use it.
-            Source(
-                url,
-                known_hash="91c00ae287f0d699e18605c84afc9e45c192bc6b7797ff8837e5474655a33794",
-                archive=True,
-                members=_wikitext_members("wikitext-103-raw", "wikitext-103"),
-            )
-            for url in (
-                "https://s3.amazonaws.com/research.metamind.io/wikitext/wikitext-103-raw-v1.zip",
-                "https://wikitext.smerity.com/wikitext-103-raw-v1.zip",
-            )
-        ),
+    # sha256s published in Hugging Face datasets' datasets/wikitext/dataset_infos.json
+    # (download_checksums of wikitext-{103,2}-raw-v1, for the S3 URL). The smerity.com mirror is
+    # taken to serve the same archives (projects pinning it for WikiText-2 publish the S3 hash);
+    # if it ever differs, the check rejects it rather than use it.
+    "wikitext-103": _wikitext_dataset(
+        "wikitext-103", "91c00ae287f0d699e18605c84afc9e45c192bc6b7797ff8837e5474655a33794"
     ),
-    "wikitext-2": Dataset(
-        "wikitext-2",
-        tuple(_wikitext_members("wikitext-2-raw", "wikitext-2").values()),
-        tuple(
-            # sha256 from the same dataset_infos.json (wikitext-2-raw-v1); projects pinning the
-            # smerity.com mirror publish the same hash for it.
-            Source(
-                url,
-                known_hash="ef7edb566e3e2b2d31b29c1fdb0c89a4cc683597484c3dc2517919c615435a11",
-                archive=True,
-                members=_wikitext_members("wikitext-2-raw", "wikitext-2"),
-            )
-            for url in (
-                "https://s3.amazonaws.com/research.metamind.io/wikitext/wikitext-2-raw-v1.zip",
-                "https://wikitext.smerity.com/wikitext-2-raw-v1.zip",
-            )
-        ),
+    "wikitext-2": _wikitext_dataset(
+        "wikitext-2", "ef7edb566e3e2b2d31b29c1fdb0c89a4cc683597484c3dc2517919c615435a11"
     ),
     "movie_reviews": Dataset(
         "movie_reviews",

@@ -26,6 +26,8 @@ import csv
 import zipfile
 from pathlib import Path
 
+import numpy as np
+
 from nbhelpers import synthetic
 
 SST2_SPLITS = ("train", "dev")
@@ -184,6 +186,29 @@ def load_corpus(data_dir, corpus):
     if corpus == "sst2_unlabelled":
         return _hold_out(load_sst2(data_dir, "train")[0])
     raise ValueError(f"Unknown corpus {corpus!r}: choose one of {', '.join(CORPORA)}.")
+
+
+def sample_labelled(sentences, labels, budget, seed):
+    """A seeded, class-balanced sample of `budget` labelled examples (all of them when `budget` is 0).
+
+    Half the budget comes from each class (as far as a class has examples), in the original order.
+
+    Example:
+
+    >>> sample_labelled(["a", "b", "c", "d"], [0, 1, 0, 1], budget=2, seed=0)[1]
+    [0, 1]
+    """
+    if budget <= 0 or budget >= len(labels):
+        return list(sentences), list(labels)
+    rng = np.random.default_rng(seed)
+    labels_array = np.asarray(labels)
+    chosen = []
+    for index, label in enumerate(sorted(set(labels))):
+        members = np.flatnonzero(labels_array == label)
+        share = budget // 2 + (budget % 2 if index == 0 else 0)
+        chosen += list(rng.choice(members, size=min(share, len(members)), replace=False))
+    chosen = sorted(chosen)
+    return [sentences[i] for i in chosen], [labels[i] for i in chosen]
 
 
 def find_vocabulary(data_dir):

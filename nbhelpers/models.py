@@ -34,6 +34,7 @@ def build_encoder(
     intermediate_dim,
     dropout,
     norm_epsilon=1e-5,
+    use_padding_mask=True,
 ):
     """The transformer encoder: token ids `(batch, length)` -> vectors `(batch, length, model_dim)`.
 
@@ -46,6 +47,8 @@ def build_encoder(
         intermediate_dim: the feed-forward layer's width.
         dropout: dropout rate after the embedding and inside each block.
         norm_epsilon: LayerNorm epsilon.
+        use_padding_mask: attention ignores `[PAD]`; `False` attends to it as the guide did
+            (kept for the side-by-side benchmark in `bench/`).
     """
     token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
     embedding = keras_hub.layers.TokenAndPositionEmbedding(
@@ -57,7 +60,7 @@ def build_encoder(
     x = embedding(token_ids)
     x = keras.layers.LayerNormalization(epsilon=norm_epsilon, name="embedding_norm")(x)
     x = keras.layers.Dropout(dropout, name="embedding_dropout")(x)
-    mask = padding_mask(token_ids)
+    mask = padding_mask(token_ids) if use_padding_mask else None
     for index in range(num_layers):
         x = keras_hub.layers.TransformerEncoder(
             intermediate_dim=intermediate_dim,

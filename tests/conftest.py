@@ -27,3 +27,12 @@ def shared_data():
     if not (SHARED_DATA / "sst2" / "dev.tsv").is_file():
         pytest.skip(f"real data not present at {SHARED_DATA} (only on the project's machines)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_series(tmp_path_factory):
+    """The five notebooks run once with the tiny profile: `(artifacts folder, executed notebooks)`."""
+    from nbhelpers.run import load_profile, notebook_paths, run_series
+
+    artifacts = tmp_path_factory.mktemp("tiny_series")
+    return artifacts, run_series(notebook_paths(), load_profile("tiny"), artifacts)

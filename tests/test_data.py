@@ -148,3 +148,16 @@ def test_the_real_movie_reviews_are_2000_reviews(shared_data):
     train, valid = load_corpus(shared_data, "movie_reviews")
     assert (len(train), len(valid)) == (1900, 100)
     assert sum(len(r.split()) for r in train + valid) > 1_400_000
+
+
+def test_sample_labelled_is_seeded_and_class_balanced():
+    from nbhelpers.data import sample_labelled
+
+    sentences = [f"s{i}" for i in range(1000)]
+    labels = [int(i % 4 == 0) for i in range(1000)]  # 25 % positive
+    chosen, chosen_labels = sample_labelled(sentences, labels, 100, seed=3)
+    assert len(chosen) == 100 and sum(chosen_labels) == 50
+    assert all(labels[int(s[1:])] == y for s, y in zip(chosen, chosen_labels))
+    assert sample_labelled(sentences, labels, 100, seed=3) == (chosen, chosen_labels)
+    assert sample_labelled(sentences, labels, 100, seed=4) != (chosen, chosen_labels)
+    assert sample_labelled(sentences, labels, 0, seed=3) == (sentences, labels)

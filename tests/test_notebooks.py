@@ -26,8 +26,8 @@ def test_committed_notebooks_are_clean_and_carry_outputs(path):
     assert problems(nbformat.read(path, as_version=4)) == []
 
 
-def test_the_series_runs_in_order_with_the_tiny_profile(tmp_path):
-    executed = run_series(notebook_paths(), load_profile("tiny"), tmp_path)
+def test_the_series_runs_in_order_with_the_tiny_profile(tiny_series):
+    tmp_path, executed = tiny_series
     assert [p.name for p in executed] == [p.name for p in notebook_paths()]
     for name, files in EXPECTED_FILES.items():
         assert {p.name for p in (tmp_path / name).iterdir()} == files, name

@@ -68,3 +68,27 @@ def test_compute_vocabulary_fits_the_text_and_starts_with_the_special_tokens():
     assert len(vocabulary) <= 60 and {"the", "cafe", "wonderful", "film"} <= set(vocabulary)
     tokenizer = make_tokenizer(vocabulary, sequence_length=8)
     assert unknown_token_rate(tokenizer, tokenize_texts(tokenizer, texts)) == 0
+
+
+def test_bucketed_batches_pad_only_to_their_bucket_and_keep_every_sentence():
+    from nbhelpers.tokenization import bucket_lengths
+
+    assert bucket_lengths(128) == [16, 32, 64, 128] and bucket_lengths(64) == [16, 32, 64]
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(0, 65, size=300)
+    ids = np.zeros((300, 64), "int32")
+    for row, n in enumerate(lengths):
+        ids[row, :n] = rng.integers(5, 50, size=n)
+    ids[7, 3] = 0  # an inner [PAD] id does not shorten the sentence
+    labels = np.arange(300) % 2
+    seen = []
+    dataset = classification_dataset(ids, labels, 16, shuffle_seed=1, bucketed=True)
+    assert int(dataset.cardinality()) == len(list(dataset))
+    for batch_ids, batch_labels in dataset:
+        batch_ids = batch_ids.numpy()
+        assert batch_ids.shape[1] in (16, 32, 64) and len(batch_ids) <= 16
+        longest = max(int(np.max(np.nonzero(row)[0], initial=-1)) + 1 for row in batch_ids)
+        assert longest <= batch_ids.shape[1] and (batch_ids.shape[1] == 16 or longest > batch_ids.shape[1] // 2)
+        seen += [tuple(row) for row in batch_ids]
+    padded = {tuple(np.pad(row, (0, 64 - len(row)))) for row in seen}
+    assert len(seen) == 300 and padded == {tuple(row) for row in ids}
