@@ -7,7 +7,7 @@ import pytest
 
 from nbhelpers.artifacts import read_json
 from nbhelpers.notebook_hygiene import problems
-from nbhelpers.run import load_profile, notebook_paths, run_series
+from nbhelpers.run import notebook_paths, run_series
 
 EXPECTED_FILES = {
     "01_baseline": {"config.json", "metrics.json", "history.csv", "history.png"},
