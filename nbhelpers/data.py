@@ -60,7 +60,8 @@ def resolve_data_dir(data_dir, artifacts_dir):
     if not folder.is_dir():
         raise FileNotFoundError(
             f"DATA_DIR {str(data_dir)!r} is not a folder. Pass a folder holding sst2/train.tsv, "
-            "sst2/dev.tsv, vocab/<vocabulary>.txt and wikitext/wiki.{train,valid}.raw, "
+            "sst2/dev.tsv, vocab/<vocabulary>.txt and wikitext-103/wiki.{train,valid}.raw "
+            "(`python -m nbhelpers.acquire --data-dir FOLDER all` downloads them), "
             'or leave DATA_DIR empty ("") to use the embedded synthetic data.'
         )
     return folder.resolve()

@@ -66,8 +66,8 @@ def write_model_card(path, config, metrics):
     model_keys = ("num_layers", "model_dim", "num_heads", "intermediate_dim", "dropout")
     training_keys = (
         "sequence_length", "mask_rate", "predictions_per_sequence", "pretrain_epochs",
-        "pretrain_batch_size", "pretrain_learning_rate", "finetune_epochs",
-        "finetune_batch_size", "finetune_learning_rate", "precision", "seed",
+        "pretrain_batch_size", "pretrain_learning_rate", "pretrain_schedule", "finetune_epochs",
+        "finetune_batch_size", "finetune_learning_rate", "label_budget", "bucketed", "precision", "seed",
     )
     rows = lambda keys: "\n".join(f"| {k} | {config[k]} |" for k in keys if k in config)  # noqa: E731
     text = f"""# Sentiment model (SST-2), pretrained from scratch
@@ -107,8 +107,8 @@ From a shell: `python -m nbhelpers.predict sentiment.keras "What a wonderful fil
 {rows(training_keys)}
 
 ## Data
-{json.dumps(config.get("data_dir"))} (empty or `.../data/synthetic`: the project's embedded synthetic data).
-Vocabulary: `{config.get("vocabulary_file", "vocab.txt")}`.
+{json.dumps(config.get("data_dir"))} (`.../data/synthetic`: the project's embedded synthetic data).
+Pretraining corpus: `{config.get("corpus", "wikitext")}`. Vocabulary: `{config.get("vocabulary", "vocab.txt")}`.
 """
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
