@@ -131,13 +131,19 @@ def classification_dataset(token_ids, labels, batch_size, shuffle_seed=None, buc
             A few fixed lengths keep the number of compiled shapes small.
     """
     token_ids = np.asarray(token_ids, "int32")
-    dataset = tf.data.Dataset.from_tensor_slices((token_ids, np.asarray(labels, "float32")))
-    if shuffle_seed is not None:
-        dataset = dataset.shuffle(len(token_ids), seed=shuffle_seed)
+    labels = np.asarray(labels, "float32")
     if not bucketed:
+        dataset = tf.data.Dataset.from_tensor_slices((token_ids, labels))
+        if shuffle_seed is not None:
+            dataset = dataset.shuffle(len(token_ids), seed=shuffle_seed)
         return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
     buckets = bucket_lengths(token_ids.shape[1])
-    dataset = dataset.map(lambda ids, label: (ids[: _real_length(ids)], label))
+    # Right-padded ids: the real length runs to the last non-[PAD] token.
+    real_lengths = np.max(np.where(token_ids != 0, np.arange(1, token_ids.shape[1] + 1), 0), axis=1)
+    dataset = tf.data.Dataset.from_tensor_slices((token_ids, real_lengths.astype("int32"), labels))
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(len(token_ids), seed=shuffle_seed)
+    dataset = dataset.map(lambda ids, length, label: (ids[:length], label))
     # Each batch is padded to its bucket's fixed length (boundary - 1), not to its longest item.
     dataset = dataset.bucket_by_sequence_length(
         lambda ids, label: tf.shape(ids)[0],
@@ -146,14 +152,7 @@ def classification_dataset(token_ids, labels, batch_size, shuffle_seed=None, buc
         pad_to_bucket_boundary=True,
     )
     # Tell Keras how many batches an epoch has (bucketing hides it), so it does not warn.
-    real_lengths = np.max(np.where(token_ids != 0, np.arange(1, token_ids.shape[1] + 1), 0), axis=1)
     per_bucket = np.bincount(np.searchsorted(buckets, real_lengths), minlength=len(buckets))
     batches = int(np.sum(-(-per_bucket // batch_size)))
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
     return dataset.prefetch(tf.data.AUTOTUNE)
-
-
-def _real_length(ids):
-    """The length of right-padded ids up to the last non-`[PAD]` token."""
-    real = tf.cast(ids != 0, tf.int32)
-    return tf.reduce_max(real * tf.range(1, tf.shape(ids)[0] + 1))
