@@ -4,12 +4,19 @@ Where things live:
 
 - `nbhelpers.data`: loaders for SST-2, WikiText and vocabulary files, and `resolve_data_dir`.
 - `nbhelpers.synthetic`: the seeded, offline default data written in those same formats.
-- `nbhelpers.tokenization`: the WordPiece tokenizer and MLM masking pipeline.
+- `nbhelpers.acquire`: downloads with checksums and mirrors (`python -m nbhelpers.acquire`).
+- `nbhelpers.tokenization`: the WordPiece tokenizer, vocabularies, packing and length bucketing.
+- `nbhelpers.masking`: seeded dynamic MLM masking inside `tf.data`.
+- `nbhelpers.accelerator_masking`: the same masking inside the compiled step, on any backend.
+- `nbhelpers.distribution`: data parallelism over devices (`data_parallel`).
 - `nbhelpers.baseline`: the bag-of-words baseline.
 - `nbhelpers.models`: the encoder, MLM pretraining model and classifier.
-- `nbhelpers.training`: precision policy, seeding and a logged, resumable `fit`.
-- `nbhelpers.export`: the raw-text model that notebook 05 saves.
-- `nbhelpers.plots`: training curves.
+- `nbhelpers.metrics`: MLM accuracy over targets other than `[UNK]`.
+- `nbhelpers.training`: precision policy, seeding, schedules, time budgets and a logged, resumable `fit`.
+- `nbhelpers.label_budget`: the label-budget curve of notebook 04 (three arms, budgets, seeds).
+- `nbhelpers.fill_mask`: the pretrained model's top guesses for a masked word.
+- `nbhelpers.export`: the raw-text model that notebook 05 saves; `nbhelpers.predict` its CLI.
+- `nbhelpers.plots`: training curves, accuracy bars and the label-budget curve.
 - `nbhelpers.notebook_hygiene`: what a committed notebook may hold.
 - `nbhelpers.artifacts`: atomic artifact folders and JSON files.
 - `nbhelpers.params`: checks for notebook parameters.

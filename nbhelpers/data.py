@@ -38,7 +38,7 @@ WIKITEXT_MIN_CHARS = 100
 WIKITEXT_FOLDERS = ("wikitext-103", "wikitext-2", "wikitext")
 MOVIE_REVIEWS_ZIP = Path("corpus") / "movie_reviews.zip"
 # The pretraining corpora notebook 02 can read (`CORPUS`).
-CORPORA = ("wikitext", "movie_reviews", "sst2_unlabelled")
+CORPORA = ("wikitext", "movie_reviews", "sst2_unlabelled", "movie_reviews_and_sst2")
 # Corpora without a validation split hold out every n-th document for it (5 %).
 HOLD_OUT_EVERY = 20
 
@@ -178,7 +178,8 @@ def load_corpus(data_dir, corpus):
         data_dir: the data folder.
         corpus: "wikitext" (its train and valid splits), "movie_reviews" (every 20th review held
             out for validation) or "sst2_unlabelled" (the SST-2 training sentences without
-            their labels, every 20th held out; never the dev set, which fine-tuning reports on).
+            their labels, every 20th held out; never the dev set, which fine-tuning reports on)
+            or "movie_reviews_and_sst2" (both: the most in-domain text for SST-2's dev sentences).
     """
     if corpus == "wikitext":
         return load_wikitext(data_dir, "train"), load_wikitext(data_dir, "valid")
@@ -186,6 +187,9 @@ def load_corpus(data_dir, corpus):
         return _hold_out(load_movie_reviews(data_dir))
     if corpus == "sst2_unlabelled":
         return _hold_out(load_sst2(data_dir, "train")[0])
+    if corpus == "movie_reviews_and_sst2":
+        parts = [load_corpus(data_dir, "movie_reviews"), load_corpus(data_dir, "sst2_unlabelled")]
+        return parts[0][0] + parts[1][0], parts[0][1] + parts[1][1]
     raise ValueError(f"Unknown corpus {corpus!r}: choose one of {', '.join(CORPORA)}.")
 
 

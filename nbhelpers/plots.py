@@ -9,18 +9,19 @@ Example:
 import matplotlib.pyplot as plt
 
 
-def plot_history(history, path, title):
+def plot_history(history, path, title, metric=None):
     """Draw loss and the accuracy metric per epoch (training and validation), save it as PNG.
 
     Args:
         history: a dict of per-epoch lists as returned by `fit_logged`.
         path: where to save the PNG.
         title: the figure's title.
+        metric: the accuracy to draw; by default the first whose name has "accuracy".
 
     Returns:
         The matplotlib figure (a notebook shows it inline).
     """
-    accuracy = next(k for k in history if "accuracy" in k and not k.startswith("val_"))
+    accuracy = metric or next(k for k in history if "accuracy" in k and not k.startswith("val_"))
     epochs = range(1, len(history["loss"]) + 1)
     figure, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     for axis, key in zip(axes, ("loss", accuracy)):
@@ -53,6 +54,41 @@ def plot_accuracies(accuracies, path, title):
     axis.set_ylabel("accuracy")
     axis.set_title(title)
     axis.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    return figure
+
+
+def plot_label_budget(summary, path, title, all_labels=None):
+    """Draw dev accuracy against training labels (log axis) per arm: mean and spread over seeds.
+
+    Args:
+        summary: `{arm: {budget: (mean, standard deviation)}}`, as `label_budget.summarize` gives.
+        path: where to save the PNG.
+        title: the figure's title.
+        all_labels: optionally `(count, {arm: accuracy})` for the runs on every label (one seed,
+            a fixed schedule), drawn as open markers.
+    """
+    figure, axis = plt.subplots(figsize=(6.5, 3.8))
+    colors = dict(zip(summary, ["#999999", "#6a9fd4", "#2c6fbb"]))
+    for arm, per_budget in summary.items():
+        budgets = sorted(per_budget, key=int)
+        means = [per_budget[b][0] for b in budgets]
+        spreads = [per_budget[b][1] for b in budgets]
+        axis.errorbar([int(b) for b in budgets], means, yerr=spreads, marker="o", capsize=3,
+                      label=arm, color=colors[arm])
+    if all_labels:
+        count, accuracies = all_labels
+        for arm, accuracy in accuracies.items():
+            axis.plot([count], [accuracy], marker="o", markerfacecolor="none", color=colors.get(arm, "black"))
+        axis.annotate("all labels,\none seed", (count, min(accuracies.values())), textcoords="offset points",
+                      xytext=(0, -28), ha="center", fontsize=8)
+    axis.set_xscale("log")
+    axis.set_xlabel("training labels (log scale)")
+    axis.set_ylabel("dev accuracy (mean ± sd over seeds)")
+    axis.set_title(title)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     return figure

@@ -11,6 +11,7 @@ Example:
 
 import csv
 import shutil
+import time
 from pathlib import Path
 
 import keras
@@ -25,6 +26,8 @@ PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 # with small, careful updates.
 SCHEDULES = ("constant", "warmup_cosine")
 WARMUP_SHARE = 0.06
+# With a time budget (notebook 03's PRETRAIN_MINUTES), validation runs this many times.
+EVALUATIONS_PER_BUDGET = 10
 
 
 def set_precision(precision):
@@ -81,7 +84,68 @@ def learning_rate(peak, schedule, total_steps):
     raise ValueError(f"Unknown learning-rate schedule {schedule!r}: choose one of {', '.join(SCHEDULES)}.")
 
 
-def fit_logged(model, train, validation, epochs, log_dir, resume_dir=None, resume_config=None, verbose=2):
+class WallClock(keras.callbacks.Callback):
+    """Adds `minutes` (wall time since training started in this process) to each epoch's logs."""
+
+    def on_train_begin(self, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["minutes"] = (time.perf_counter() - self.start) / 60
+
+
+def seconds_per_step(model, dataset, loss, jit_compile=False, steps=40, warmup_steps=10):
+    """Measure a training step's wall time on `dataset`, leaving the model's weights unchanged.
+
+    The model is compiled with `loss` and a throwaway AdamW at learning rate 0 (the same work
+    as a real step), and its weights are put back afterwards: compile it for real after this.
+    The warm-up steps trace the step and drain the batches `tf.data` prefetched meanwhile: on a
+    2-core machine the input pipeline's work competes with the step's, and must be in the timing
+    (with 3 warm-up steps and 20 timed, a 25-minute budget measured 414 ms a step and ran at 520).
+    """
+    weights = model.get_weights()
+    model.compile(loss=loss, optimizer=keras.optimizers.AdamW(0.0), jit_compile=jit_compile)
+    batches = iter(dataset.repeat())  # a small corpus may have fewer batches than the measurement
+    for _ in range(warmup_steps):  # the first steps trace the graph
+        model.train_on_batch(*next(batches))
+    start = time.perf_counter()
+    for _ in range(steps):
+        model.train_on_batch(*next(batches))
+    elapsed = (time.perf_counter() - start) / steps
+    model.set_weights(weights)
+    return elapsed
+
+
+def steps_for_minutes(minutes, step_seconds, evaluations, validation_batches):
+    """How many training steps fit in `minutes`, leaving time for `evaluations` validation passes.
+
+    A validation batch costs about a third of a training step (forward pass only).
+
+    >>> steps_for_minutes(10, step_seconds=0.2, evaluations=10, validation_batches=30)
+    2820
+    """
+    evaluation_seconds = evaluations * validation_batches * step_seconds / 3
+    return max(evaluations, int((minutes * 60 - evaluation_seconds) / step_seconds))
+
+
+def saved_step_plan(resume_dir, resume_config, key="planned_steps"):
+    """The step count planned by an interrupted run with the same configuration, or `None`.
+
+    A time budget is turned into a step count once, by measurement; a resumed run must keep the
+    first run's count (and so its learning-rate schedule) rather than measure again.
+    """
+    stamp = Path(resume_dir) / "run.json"
+    if not stamp.is_file():
+        return None
+    saved = read_json(stamp)
+    return saved.get(key) if {k: v for k, v in saved.items() if k != key} == resume_config else None
+
+
+def fit_logged(
+    model, train, validation, epochs, log_dir, resume_dir=None, resume_config=None, verbose=2,
+    steps_per_epoch=None,
+):
     """`model.fit` with the per-epoch history in `log_dir/history.csv`, optionally resumable.
 
     With `resume_dir`, the training state (weights, optimizer, epoch) is kept there by
@@ -99,9 +163,11 @@ def fit_logged(model, train, validation, epochs, log_dir, resume_dir=None, resum
         resume_dir: a folder for the training state, or `None` for a plain `fit`.
         resume_config: a JSON-able description of the run; state saved under another is discarded.
         verbose: Keras' verbosity (2: one line per epoch, best in logs and notebooks).
+        steps_per_epoch: for a repeated (endless) `train`, the steps between two evaluations.
 
     Returns:
-        The history as a dict of per-epoch lists (`loss`, `val_loss`, metrics ...), all epochs.
+        The history as a dict of per-epoch lists (`loss`, `val_loss`, metrics ..., and
+        `minutes`, the wall time at the epoch's end), all epochs.
     """
     csv_path = Path(log_dir) / "history.csv"
     callbacks = []
@@ -117,11 +183,13 @@ def fit_logged(model, train, validation, epochs, log_dir, resume_dir=None, resum
         write_json(stamp, resume_config)
         csv_path = resume_dir / "history.csv"
         callbacks.append(keras.callbacks.BackupAndRestore(str(resume_dir / "state")))
-    callbacks.append(keras.callbacks.CSVLogger(str(csv_path), append=True))
+    # WallClock first: it adds `minutes` to the logs that CSVLogger then writes.
+    callbacks += [WallClock(), keras.callbacks.CSVLogger(str(csv_path), append=True)]
     model.fit(
         train,
         validation_data=validation,
         epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
         callbacks=callbacks,
         verbose=verbose,
         shuffle=False,  # The tf.data pipelines shuffle (with a seed) themselves.

@@ -22,3 +22,20 @@ def test_the_benchmark_runs_and_reports_both_sides(tmp_path, monkeypatch):
     assert pretraining["useful_tokens_per_second_ratio"] > 0
     for side in ("guide", "ours"):
         assert len(finetuning[side]["dev_accuracy"]) == 1 and 0 <= finetuning[side]["dev_accuracy"][0] <= 1
+
+
+def test_the_pretraining_recipe_comparison_runs_and_records_curves(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = importlib.util.spec_from_file_location("pretrain_recipes", BENCH.with_name("pretrain_recipes.py"))
+    recipes = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipes)
+    out = tmp_path / "recipes.json"
+    recipes.main(["--minutes", "0.02", "--evaluations", "2", "--vocabulary-size", "500", "--out", str(out)])
+    record = json.loads(out.read_text())
+    assert set(record["results"]) == {recipe.name for recipe in recipes.RECIPES}
+    for result in record["results"].values():
+        assert len(result["minutes"]) == len(result["val_mlm_accuracy"]) == len(result["val_known_token_accuracy"]) == 2
+        assert result["steps"] >= 2 and 0 < result["useful_token_share"] <= 1
+    packed = record["results"]["ours (cpu profile)"]
+    assert packed["useful_token_share"] > 0.95 > record["results"]["the guide's recipe"]["useful_token_share"]
+    assert out.with_suffix(".png").is_file()

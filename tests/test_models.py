@@ -126,3 +126,57 @@ def test_the_warmup_cosine_schedule_rises_to_the_peak_and_ends_at_zero():
     assert values[:peak + 1] == sorted(values[:peak + 1]) and values[peak:] == sorted(values[peak:], reverse=True)
     with pytest.raises(ValueError, match="warmup_cosine"):
         learning_rate(1e-3, "cyclic", 10)
+
+
+def test_a_pre_layer_norm_encoder_ends_with_a_norm_and_reloads(hand_vocabulary, tmp_path):
+    keras.utils.set_random_seed(0)
+    encoder = build_encoder(vocabulary_size=len(hand_vocabulary), normalize_first=True, **SMALL)
+    assert encoder.get_layer("final_norm") is not None
+    assert all(encoder.get_layer(f"transformer_{i}").normalize_first for i in range(SMALL["num_layers"]))
+    inputs = _ids([[5, 6, 7, 8], [9, 10]])
+    encoder.save(tmp_path / "encoder.keras")
+    reloaded = keras.models.load_model(tmp_path / "encoder.keras")
+    np.testing.assert_array_equal(np.asarray(encoder(inputs)), np.asarray(reloaded(inputs)))
+
+
+def test_known_token_accuracy_leaves_out_unknown_targets_and_reloads(encoder, tmp_path):
+    from nbhelpers.metrics import KnownTokenAccuracy
+
+    metric = KnownTokenAccuracy(unknown_id=1)
+    one_hot = np.eye(6, dtype="float32")
+    # Targets: [UNK] (predicted right), 5 (right), 3 (wrong), 4 (right but weight 0).
+    metric.update_state([[1, 5, 3, 4]], one_hot[[[1, 5, 2, 4]]], [[1.0, 1.0, 1.0, 0.0]])
+    assert float(metric.result()) == pytest.approx(0.5)
+    plain = keras.metrics.SparseCategoricalAccuracy()
+    plain.update_state([[1, 5, 3, 4]], one_hot[[[1, 5, 2, 4]]], [[1.0, 1.0, 1.0, 0.0]])
+    assert float(plain.result()) == pytest.approx(2 / 3)  # the [UNK] hit flatters the plain figure
+    restored = KnownTokenAccuracy.from_config(metric.get_config())
+    assert restored.unknown_id == 1 and restored.name == "known_token_accuracy"
+
+
+def test_a_time_budget_becomes_steps_measured_without_changing_the_weights(encoder):
+    from nbhelpers.training import seconds_per_step, steps_for_minutes
+
+    pretrainer = build_pretraining_model(encoder, predictions_per_sequence=2)
+    inputs = {"token_ids": _ids([[5, 6, 7, 8]] * 4), "mask_positions": np.array([[0, 1]] * 4, "int32")}
+    batch = (inputs, np.array([[5, 6]] * 4, "int32"), np.ones((4, 2), "float32"))
+    dataset = tf.data.Dataset.from_tensors(batch).repeat()
+    before = [w.copy() for w in pretrainer.get_weights()]
+    seconds = seconds_per_step(pretrainer, dataset, "sparse_categorical_crossentropy", steps=3, warmup_steps=1)
+    assert 0 < seconds < 5
+    for old, new in zip(before, pretrainer.get_weights()):
+        np.testing.assert_array_equal(old, new)
+    # Ten minutes at 0.2 s per step, less ten evaluations of 30 batches at a third of a step.
+    assert steps_for_minutes(10, 0.2, evaluations=10, validation_batches=30) == int((600 - 10 * 30 * 0.2 / 3) / 0.2)
+    assert steps_for_minutes(0.001, 1.0, evaluations=10, validation_batches=30) == 10  # at least one per evaluation
+
+
+def test_a_resumed_time_budget_keeps_the_first_runs_step_count(tmp_path):
+    from nbhelpers.artifacts import write_json
+    from nbhelpers.training import saved_step_plan
+
+    config = {"pretrain_minutes": 20.0, "seed": 1}
+    assert saved_step_plan(tmp_path / "missing", config) is None
+    write_json(tmp_path / "run.json", {**config, "planned_steps": 4321})
+    assert saved_step_plan(tmp_path, config) == 4321
+    assert saved_step_plan(tmp_path, {**config, "seed": 2}) is None  # another run's plan is not reused

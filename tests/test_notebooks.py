@@ -1,5 +1,7 @@
 """The notebooks as a user runs them: in order under papermill, alone, with bad input, committed clean."""
 
+import shutil
+
 import nbformat
 import numpy as np
 import papermill
@@ -15,7 +17,7 @@ EXPECTED_FILES = {
     "03_encoder": {"config.json", "metrics.json", "history.csv", "history.png", "encoder.keras", "vocab.txt"},
     "04_classifier": {
         "config.json", "metrics.json", "history.csv", "history.png", "classifier.keras", "vocab.txt",
-        "comparison.png", "from_scratch",
+        "comparison.png", "from_scratch", "label_budget.png",
     },
     "05_export": {"config.json", "metrics.json", "sentiment.keras", "saved_model", "MODEL_CARD.md"},
 }
@@ -46,6 +48,13 @@ def test_the_series_runs_in_order_with_the_tiny_profile(tiny_series):
     assert classifier["dev_accuracy"] > 0.6
     assert list(classifier["dev_accuracies"]) == ["bag of words", "transformer, no pretraining", "transformer, pretrained"]
     assert 0.5 < classifier["from_scratch_dev_accuracy"] <= 1
+    # The label-budget curve: every arm, budget and seed has a dev accuracy, chosen epochs included.
+    curve = classifier["label_budget_curve"]
+    assert set(curve["accuracy"]) == set(classifier["dev_accuracies"])
+    for arm, per_budget in curve["accuracy"].items():
+        assert set(per_budget) == {"100"} and len(per_budget["100"]) == 2, arm
+        assert all(0 <= a <= 1 for a in per_budget["100"]) and all(e >= 1 for e in curve["best_epoch"][arm]["100"])
+    assert set(curve["gain_over_better_control"]) == {"100"}
     # The exported models (in memory, .keras reloaded, SavedModel reloaded) agree with the
     # classifier on the whole dev set: the same labels, probabilities within 1e-3.
     assert set(export["same_labels_as_classifier"]) == {"in memory", ".keras reloaded", "SavedModel reloaded"}
@@ -54,6 +63,19 @@ def test_the_series_runs_in_order_with_the_tiny_profile(tiny_series):
     assert export["dev_accuracy"] == pytest.approx(classifier["dev_accuracy"], abs=1e-9)
     card = (tmp_path / "05_export" / "MODEL_CARD.md").read_text()
     assert f"| SST-2 dev accuracy | {export['dev_accuracy']:.4f} |" in card and "keras.models.load_model" in card
+
+
+def test_a_time_budget_is_planned_as_steps_with_ten_evaluations(tiny_series, tmp_path):
+    for name in ("01_baseline", "02_mlm_data"):
+        shutil.copytree(tiny_series[0] / name, tmp_path / name)
+    executed = run_series(notebook_paths(only=["03"]), {"PRETRAIN_MINUTES": 0.25, "NORMALIZE_FIRST": True}, tmp_path)
+    config = read_json(tmp_path / "03_encoder" / "config.json")
+    metrics = read_json(tmp_path / "03_encoder" / "metrics.json")
+    assert config["pretrain_minutes"] == 0.25 and config["normalize_first"] is True
+    assert config["planned_steps"] >= 10 and "steps fit in 0.25 minutes" in executed[0].read_text()
+    assert metrics["optimizer_steps"] == config["planned_steps"] // 10 * 10
+    assert len(metrics["history"]["loss"]) == 10 and metrics["history"]["minutes"] == sorted(metrics["history"]["minutes"])
+    assert 0 <= metrics["val_known_token_accuracy"] <= 1
 
 
 def test_a_notebook_without_its_input_artifact_names_the_notebook_to_run_first(tmp_path):

@@ -1,0 +1,174 @@
+"""Masked-language-model training that masks inside the compiled training step, on any backend.
+
+`nbhelpers.masking` masks in `tf.data`, which ties training to TensorFlow and to the CPU. Here
+the model takes raw token ids and masks them itself with `keras.ops` and `keras.random`, so the
+masking is compiled into the step and runs on the accelerator under TensorFlow, JAX or PyTorch.
+The rule is the same as `nbhelpers.masking.MaskGenerator`'s (`tests/test_backends.py` compares
+the two against keras-hub's `MaskedLMMaskGenerator`).
+"""
+
+import keras
+from keras import ops
+
+
+class SelfMaskingMLM(keras.Model):
+    """Trains a masked-language model on raw token ids, drawing new masks in every step.
+
+    Each step masks the batch the same way as `nbhelpers.masking.MaskGenerator`: of the tokens
+    that are not in `unselectable_ids`, `ceil(mask_rate * count)` are chosen uniformly at random,
+    at most `predictions_per_sequence`; of those, `mask_token_rate` become `mask_token_id`,
+    `random_token_rate` a random token and the rest stay. The inner `pretrainer` then predicts
+    the chosen tokens, and the loss is the sparse categorical cross-entropy weighted by the mask
+    weights (unused prediction slots weigh 0), as in the `tf.data` pipeline; the accuracy over
+    the chosen tokens is logged as `sparse_categorical_accuracy`.
+
+    The random numbers come from a `keras.random.SeedGenerator` kept in the model's state, so a
+    run with the same `seed` repeats, and every step (and epoch) draws new masks. Evaluation
+    masks too, from the same generator. Compile with an optimizer only: the loss and metric are
+    built in. Losses added with `add_loss` are not counted (our encoder has none).
+
+    Saving: the encoder inside is what is worth keeping; save it on its own with
+    `encoder.save("encoder.keras")` (this wrapper has no config, and the pretraining model's tied
+    head does not load from a `.keras` file). For resuming, `save_weights`/`load_weights` of this
+    model keep the weights and the masks' seed state.
+
+    Args:
+        pretrainer: a pretraining model as made by `nbhelpers.models.build_pretraining_model`:
+            inputs `{"token_ids", "mask_positions"}`, output a softmax of shape
+            `(batch, predictions_per_sequence, vocabulary_size)`. The number of predictions and
+            the vocabulary size are read from its shapes.
+        mask_token_id: the id of `[MASK]`.
+        unselectable_ids: ids that are never chosen (`[PAD]`, `[CLS]`, `[SEP]`).
+        mask_rate: the share of selectable tokens chosen for prediction (rounded up).
+        mask_token_rate: of the chosen tokens, the share replaced by `[MASK]`.
+        random_token_rate: the share replaced by a random token (the rest are kept).
+        seed: an int seed for the masks; `None` draws one at random.
+        **kwargs: passed to `keras.Model` (for example `name`).
+
+    Example:
+
+    >>> encoder = build_encoder(vocabulary_size=1000, sequence_length=64, num_layers=1,
+    ...                         model_dim=16, num_heads=2, intermediate_dim=32, dropout=0.1)
+    >>> model = SelfMaskingMLM(build_pretraining_model(encoder, predictions_per_sequence=8),
+    ...                        mask_token_id=4, unselectable_ids=(0, 2, 3), mask_rate=0.2, seed=1)
+    >>> model.compile(optimizer="adam")
+    >>> history = model.fit(token_ids, batch_size=32, epochs=2)  # int array (n, 64), no labels
+    >>> sorted(history.history)
+    ['loss', 'sparse_categorical_accuracy']
+    >>> encoder.save("encoder.keras")
+    """
+
+    def __init__(
+        self,
+        pretrainer,
+        mask_token_id,
+        unselectable_ids,
+        mask_rate,
+        mask_token_rate=0.8,
+        random_token_rate=0.1,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.pretrainer = pretrainer
+        self.predictions_per_sequence = int(pretrainer.input["mask_positions"].shape[-1])
+        self.vocabulary_size = int(pretrainer.output.shape[-1])
+        self.mask_token_id = int(mask_token_id)
+        self.unselectable_ids = tuple(int(i) for i in unselectable_ids)
+        self.mask_rate = float(mask_rate)
+        self.mask_token_rate = float(mask_token_rate)
+        self.random_token_rate = float(random_token_rate)
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.mlm_loss = keras.losses.SparseCategoricalCrossentropy()
+        self.mlm_accuracy = keras.metrics.SparseCategoricalAccuracy(name="sparse_categorical_accuracy")
+
+    def mask(self, token_ids):
+        """Mask a `(batch, length)` int batch, drawing from (and advancing) the seed generator.
+
+        Returns:
+            A dict like `MaskGenerator`'s: `token_ids` (masked), `mask_positions` (sorted, the
+            chosen first; unused slots point at 0), `mask_ids` (the original tokens there, 0 in
+            unused slots) and `mask_weights` (1.0 for a chosen token, 0.0 for an unused slot).
+        """
+        token_ids = ops.cast(token_ids, "int32")
+        batch, length = ops.shape(token_ids)[0], ops.shape(token_ids)[1]
+        count = self.predictions_per_sequence
+        selectable = ops.all(
+            ops.not_equal(token_ids[:, :, None], ops.array(self.unselectable_ids, "int32")), axis=-1
+        )
+        to_choose = ops.ceil(ops.sum(ops.cast(selectable, "float32"), axis=1) * self.mask_rate)
+        to_choose = ops.minimum(ops.cast(to_choose, "int32"), count)
+        # A random priority per selectable token (unselectable ones rank below); the `to_choose`
+        # highest are a uniform sample. `count` extra columns, ranked lowest, let `top_k` take
+        # `count` even from a sequence shorter than that.
+        priority = ops.where(
+            selectable, keras.random.uniform((batch, length), seed=self.seed_generator, dtype="float32"), -1.0
+        )
+        priority = ops.concatenate([priority, ops.full((batch, count), -2.0, "float32")], axis=1)
+        _, chosen = ops.top_k(priority, k=count)
+        in_use = ops.arange(count, dtype="int32")[None, :] < to_choose[:, None]
+        # Sorted positions, the chosen first; unused slots point at position 0 with weight 0.
+        positions = ops.sort(ops.where(in_use, ops.cast(chosen, "int32"), length), axis=-1)
+        in_use = positions < length
+        positions = ops.where(in_use, positions, 0)
+        originals = ops.take_along_axis(token_ids, positions, axis=1)
+
+        draw = keras.random.uniform((batch, count), seed=self.seed_generator, dtype="float32")
+        random_tokens = keras.random.randint(
+            (batch, count), 0, self.vocabulary_size, dtype="int32", seed=self.seed_generator
+        )
+        replacements = ops.where(
+            draw < self.mask_token_rate,
+            self.mask_token_id,
+            ops.where(draw < self.mask_token_rate + self.random_token_rate, random_tokens, originals),
+        )
+        # Write the replacements back: `hits[b, slot, i]` is whether that slot chose position i.
+        hits = ops.logical_and(
+            ops.equal(positions[:, :, None], ops.arange(length, dtype="int32")[None, None, :]),
+            in_use[:, :, None],
+        )
+        hits = ops.cast(hits, "int32")
+        is_chosen = ops.max(hits, axis=1) > 0
+        masked = ops.where(is_chosen, ops.sum(hits * replacements[:, :, None], axis=1), token_ids)
+        return {
+            "token_ids": masked,
+            "mask_positions": positions,
+            "mask_ids": ops.where(in_use, originals, 0),
+            "mask_weights": ops.cast(in_use, "float32"),
+        }
+
+    def call(self, token_ids, training=False):
+        """Mask `token_ids` and predict the chosen tokens.
+
+        Returns:
+            A dict: `predictions` (the inner model's softmax) and the `mask_ids` and
+            `mask_weights` that the loss and metric compare it with.
+        """
+        masked = self.mask(token_ids)
+        predictions = self.pretrainer(
+            {"token_ids": masked["token_ids"], "mask_positions": masked["mask_positions"]},
+            training=training,
+        )
+        return {"predictions": predictions, "mask_ids": masked["mask_ids"], "mask_weights": masked["mask_weights"]}
+
+    def save_own_variables(self, store):
+        # Keras leaves a SeedGenerator's state out of saved weights; keep it, so that a run
+        # resumed from `save_weights` (as `BackupAndRestore` does) goes on drawing new masks.
+        super().save_own_variables(store)
+        store["mask_seed_state"] = self.seed_generator.state
+
+    def load_own_variables(self, store):
+        # The seed state is this wrapper's only state of its own (the weights are the
+        # pretrainer's); files saved before it was kept lack it.
+        if "mask_seed_state" in store:
+            self.seed_generator.state.assign(store["mask_seed_state"])
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        # The labels are made in `call`, so `y` and `sample_weight` from `fit` are unused.
+        return self.mlm_loss(y_pred["mask_ids"], y_pred["predictions"], sample_weight=y_pred["mask_weights"])
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        self.mlm_accuracy.update_state(
+            y_pred["mask_ids"], y_pred["predictions"], sample_weight=y_pred["mask_weights"]
+        )
+        return self.get_metrics_result()

@@ -1,0 +1,205 @@
+"""The label-budget curve: SST-2 dev accuracy against the number of training labels, per arm.
+
+Pretraining should pay most where labels are scarce. For each budget and seed, a class-balanced
+sample of that many labels is drawn (`nbhelpers.data.sample_labelled`), a fifth of it is set
+aside as a validation split, and each arm is trained on the rest; training stops at the epoch
+with the best *validation* accuracy (`EarlyStopping(restore_best_weights=True)`). The dev set is
+only scored at the end: it never chooses an epoch or a setting.
+
+The three arms: the bag-of-words model of notebook 01, the transformer from random
+initialisation, and the pretrained transformer (both with the masked-mean sigmoid head of
+`nbhelpers.models.build_classifier`).
+
+Example:
+
+>>> labelled = LabelledSplits(train_sentences, train_labels, train_tokens, dev_sentences, dev_labels, dev_tokens)
+>>> settings = CurveSettings(batch_size=32, learning_rate=2e-4, baseline_max_tokens=4000)
+>>> encoders = {"transformer, no pretraining": new_encoder, "transformer, pretrained": load_pretrained}
+>>> results = label_budget_curve(labelled, encoders, budgets=[250, 1000], seeds=[0, 1, 2], settings=settings)
+>>> results["transformer, pretrained"]["250"]  # dev accuracy per seed
+[0.64, 0.66, 0.65]
+"""
+
+import dataclasses
+import math
+import time
+
+import keras
+import numpy as np
+
+from nbhelpers.baseline import build_baseline_model, make_multi_hot_vectorizer, multi_hot_dataset
+from nbhelpers.data import sample_labelled
+from nbhelpers.models import build_classifier
+from nbhelpers.tokenization import classification_dataset
+from nbhelpers.training import binary_accuracy, compile_classifier, set_seed
+
+# The arms, in the order tables and plots show them (the names notebook 04 uses throughout).
+ARMS = ("bag of words", "transformer, no pretraining", "transformer, pretrained")
+BAG_OF_WORDS = ARMS[0]
+VALIDATION_SHARE = 0.2
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelledSplits:
+    """SST-2's labelled training pool and its dev set, as sentences, labels and token ids."""
+
+    train_sentences: list
+    train_labels: list
+    train_tokens: np.ndarray
+    dev_sentences: list
+    dev_labels: list
+    dev_tokens: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class CurveSettings:
+    """How each arm is trained at each budget.
+
+    Args:
+        batch_size: examples per batch, every arm.
+        learning_rate: AdamW learning rate of both transformer arms (the bag of words uses Adam's 1e-3,
+            as in notebook 01).
+        baseline_max_tokens: the bag-of-words vocabulary size.
+        min_steps: train for at least this many optimizer steps (more epochs on small budgets),
+            so that 250 labels get as many updates as 4,000, not 16 times fewer.
+        max_epochs: and at most this many epochs.
+        patience: stop after this many epochs without a better validation accuracy.
+        bucketed: length-bucketed batches for the transformers (`classification_dataset`).
+    """
+
+    batch_size: int
+    learning_rate: float
+    baseline_max_tokens: int
+    min_steps: int = 300
+    max_epochs: int = 30
+    patience: int = 3
+    bucketed: bool = True
+
+
+def epochs_for(examples, settings):
+    """Epochs to train on `examples` examples: enough for `min_steps` steps, within `max_epochs`.
+
+    >>> epochs_for(200, CurveSettings(batch_size=32, learning_rate=1e-4, baseline_max_tokens=10))
+    30
+    >>> epochs_for(20000, CurveSettings(batch_size=32, learning_rate=1e-4, baseline_max_tokens=10))
+    1
+    """
+    steps_per_epoch = math.ceil(examples / settings.batch_size)
+    return max(1, min(settings.max_epochs, math.ceil(settings.min_steps / steps_per_epoch)))
+
+
+def split_validation(indices, labels, seed, share=VALIDATION_SHARE):
+    """Split `indices` into (train, validation) with `share` of each class in validation, seeded."""
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)[indices]
+    train, validation = [], []
+    for label in np.unique(labels):
+        members = rng.permutation(np.asarray(indices)[labels == label])
+        cut = max(1, round(share * len(members)))
+        validation += list(members[:cut])
+        train += list(members[cut:])
+    return sorted(train), sorted(validation)
+
+
+def _fit_best_on_validation(model, train_ds, validation_ds, epochs, patience):
+    stop = keras.callbacks.EarlyStopping(
+        monitor="val_accuracy", mode="max", patience=patience, restore_best_weights=True
+    )
+    history = model.fit(train_ds, validation_data=validation_ds, epochs=epochs, callbacks=[stop], verbose=0, shuffle=False)
+    return int(np.argmax(history.history["val_accuracy"])) + 1
+
+
+def fine_tune_bag_of_words(labelled, train, validation, seed, settings):
+    """Train notebook 01's bag-of-words model on `train` indices; returns (dev accuracy, best epoch)."""
+    set_seed(seed)
+    sentences = [labelled.train_sentences[i] for i in train]
+    labels = [labelled.train_labels[i] for i in train]
+    vectorizer = make_multi_hot_vectorizer(sentences, settings.baseline_max_tokens)
+    model = build_baseline_model(vectorizer.vocabulary_size())
+    model.compile(loss="binary_crossentropy", optimizer="adam", metrics=["accuracy"])
+    train_ds = multi_hot_dataset(vectorizer, sentences, labels, settings.batch_size, shuffle_seed=seed)
+    validation_ds = multi_hot_dataset(
+        vectorizer, [labelled.train_sentences[i] for i in validation],
+        [labelled.train_labels[i] for i in validation], settings.batch_size,
+    )
+    best_epoch = _fit_best_on_validation(model, train_ds, validation_ds, epochs_for(len(train), settings), settings.patience)
+    dev_ds = multi_hot_dataset(vectorizer, labelled.dev_sentences, labelled.dev_labels, settings.batch_size)
+    return binary_accuracy(model, dev_ds), best_epoch
+
+
+def fine_tune_transformer(make_encoder, labelled, train, validation, seed, settings):
+    """Fine-tune `make_encoder()` with a new sigmoid head on `train` indices; returns (dev accuracy, best epoch)."""
+    set_seed(seed)
+    classifier = compile_classifier(build_classifier(make_encoder()), settings.learning_rate)
+    labels = np.asarray(labelled.train_labels)
+
+    def dataset(indices, shuffle_seed=None):
+        return classification_dataset(
+            labelled.train_tokens[indices], labels[indices], settings.batch_size,
+            shuffle_seed=shuffle_seed, bucketed=settings.bucketed,
+        )
+
+    best_epoch = _fit_best_on_validation(
+        classifier, dataset(train, seed), dataset(validation), epochs_for(len(train), settings), settings.patience
+    )
+    dev_ds = classification_dataset(labelled.dev_tokens, labelled.dev_labels, settings.batch_size, bucketed=settings.bucketed)
+    return binary_accuracy(classifier, dev_ds), best_epoch
+
+
+def label_budget_curve(labelled, encoders, budgets, seeds, settings, log=print):
+    """Dev accuracy of the bag of words and of each transformer arm, per budget and seed.
+
+    Args:
+        labelled: a `LabelledSplits`.
+        encoders: arm name -> a function returning a fresh encoder (a new random one, or the
+            pretrained one loaded again), called once per run.
+        budgets: label counts (each includes its validation fifth).
+        seeds: one run per seed: the sample, the validation split, the initialisation and the
+            shuffling all follow it.
+        settings: a `CurveSettings`.
+        log: called with one line per run.
+
+    Returns:
+        `{"accuracy": {arm: {budget: [dev accuracy per seed]}}, "best_epoch": {...}, "seconds": {...}}`,
+        budgets as strings (JSON keys).
+    """
+    result = {"accuracy": {}, "best_epoch": {}, "seconds": {}}
+    for budget in budgets:
+        for seed in seeds:
+            sample = sample_labelled(np.arange(len(labelled.train_labels)), labelled.train_labels, budget, seed)[0]
+            train, validation = split_validation(sample, labelled.train_labels, seed)
+            runs = {BAG_OF_WORDS: lambda: fine_tune_bag_of_words(labelled, train, validation, seed, settings)}
+            for arm, make_encoder in encoders.items():
+                runs[arm] = lambda make_encoder=make_encoder: fine_tune_transformer(
+                    make_encoder, labelled, train, validation, seed, settings
+                )
+            for arm, run in runs.items():
+                start = time.perf_counter()
+                accuracy, best_epoch = run()
+                seconds = time.perf_counter() - start
+                for key, value in (("accuracy", accuracy), ("best_epoch", best_epoch), ("seconds", seconds)):
+                    result[key].setdefault(arm, {}).setdefault(str(budget), []).append(value)
+                log(f"{budget:>6} labels  seed {seed}  {arm:<28} dev {accuracy:.3f}  "
+                    f"(best epoch {best_epoch}, {seconds:.0f} s)")
+    return result
+
+
+def parse_budgets(text):
+    """Parse notebook 04's `CURVE_BUDGETS`: "250,1000,4000" -> [250, 1000, 4000]; "" -> [].
+
+    >>> parse_budgets(" 250, 1000 ")
+    [250, 1000]
+    """
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not all(part.isdigit() and int(part) >= 4 for part in parts):
+        raise ValueError(f"CURVE_BUDGETS = {text!r}: give label counts of at least 4, separated by commas "
+                         "(for example \"250,1000,4000\"), or an empty string to skip the curve.")
+    return sorted({int(part) for part in parts})
+
+
+def summarize(accuracy):
+    """`{arm: {budget: [values]}}` -> `{arm: {budget: (mean, standard deviation)}}`."""
+    return {
+        arm: {budget: (float(np.mean(values)), float(np.std(values))) for budget, values in per_budget.items()}
+        for arm, per_budget in accuracy.items()
+    }

@@ -1,0 +1,237 @@
+"""In-model masking and data parallelism under each Keras backend.
+
+The backend is fixed when Keras is imported, so every backend case runs a small script in a
+fresh Python process with `KERAS_BACKEND` set; the script prints one JSON line of results.
+"""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MASK_ID = 4
+UNSELECTABLE = (0, 2, 3)  # [PAD], [CLS], [SEP]
+
+# PyTorch is not a dependency (its wheel brings gigabytes of CUDA libraries); test it where present.
+needs_torch = pytest.mark.skipif(
+    importlib.util.find_spec("torch") is None, reason="torch is not installed (not a dependency)"
+)
+
+# Shared by the scripts: seeded token ids shaped like tokenized text, and a tiny model.
+PREAMBLE = """
+import json, sys
+import numpy as np
+import keras
+from nbhelpers.accelerator_masking import SelfMaskingMLM
+from nbhelpers.models import build_encoder, build_pretraining_model
+
+def token_ids(n, length, seed, vocabulary=200):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(5, vocabulary, size=(n, length)).astype("int32")
+    ends = rng.integers(3, length + 1, size=n)  # [CLS] text [SEP], then padding
+    ids[np.arange(length)[None, :] >= ends[:, None]] = 0
+    ids[np.arange(n), ends - 1] = 3
+    ids[:, 0] = 2
+    return ids
+
+def tiny_model(predictions, seed, mask_rate=0.2, vocabulary=200, length=16):
+    encoder = build_encoder(vocabulary, length, num_layers=1, model_dim=16, num_heads=2,
+                            intermediate_dim=32, dropout=0.0)
+    model = SelfMaskingMLM(build_pretraining_model(encoder, predictions), mask_token_id=4,
+                           unselectable_ids=(0, 2, 3), mask_rate=mask_rate, seed=seed)
+    return encoder, model
+"""
+
+
+def run_script(body, backend, tmp_path, **env):
+    """Run `PREAMBLE + body` under `backend` in a new process; return its last line as JSON."""
+    script = tmp_path / f"script_{backend}.py"
+    script.write_text(PREAMBLE + textwrap.dedent(body))
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)],
+        env={**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, f"{backend} script failed:\n{done.stderr[-4000:]}"
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["backend"] == backend
+    return result
+
+
+TRAIN = """
+keras.utils.set_random_seed(0)
+ids = token_ids(64, 16, seed=0, vocabulary=40)  # few distinct tokens: quick to learn
+encoder, model = tiny_model(predictions=4, seed=1)
+model.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=JIT)
+before = [np.array(w) for w in encoder.get_weights()]
+history = model.fit(ids, batch_size=16, epochs=4, validation_data=(ids[:16],), verbose=0).history
+changed = any(not np.allclose(a, b) for a, b in zip(before, encoder.get_weights()))
+path = sys.argv[1] + "/encoder.keras"
+encoder.save(path)
+reloaded = keras.saving.load_model(path)
+difference = np.max(np.abs(np.asarray(reloaded.predict(ids[:8], verbose=0))
+                           - np.asarray(encoder.predict(ids[:8], verbose=0))))
+# Resuming from save_weights (as BackupAndRestore does) restores the masks' seed state too.
+model.save_weights(sys.argv[1] + "/model.weights.h5")
+_, resumed = tiny_model(predictions=4, seed=1)
+resumed(ids[:2])  # builds it (and draws once)
+resumed.load_weights(sys.argv[1] + "/model.weights.h5")
+print(json.dumps({"backend": keras.backend.backend(), "history": history, "changed": changed,
+                  "difference": float(difference),
+                  "seed_state": [np.asarray(m.seed_generator.state.value).tolist() for m in (model, resumed)]}))
+"""
+
+
+@pytest.mark.parametrize(
+    "backend, jit", [("jax", True), ("tensorflow", False), pytest.param("torch", False, marks=needs_torch)]
+)
+def test_training_with_in_model_masking_learns_and_the_encoder_saves(backend, jit, tmp_path):
+    result = run_script(TRAIN.replace("JIT", str(jit)), backend, tmp_path)
+    history = result["history"]
+    assert sorted(history) == ["loss", "sparse_categorical_accuracy", "val_loss", "val_sparse_categorical_accuracy"]
+    assert np.all(np.isfinite(history["loss"] + history["val_loss"]))
+    assert history["loss"][-1] < history["loss"][0] - 0.3, history["loss"]
+    assert result["changed"]
+    assert result["difference"] < 1e-5
+    # 4 epochs x 4 steps x 3 draws (validation draws too: 4 x 3 more), all restored on resume.
+    assert result["seed_state"] == [[1, 60], [1, 60]]
+
+
+MASKS = """
+ids = token_ids(1024, 64, seed=1)
+_, model = tiny_model(predictions=8, seed=3, length=64)
+first, second = model.mask(ids), model.mask(ids)
+_, same_seed = tiny_model(predictions=8, seed=3, length=64)
+again = same_seed.mask(ids)
+np.savez(sys.argv[1] + "/masks.npz", ids=ids, **{k: np.asarray(v) for k, v in first.items()})
+print(json.dumps({
+    "backend": keras.backend.backend(),
+    "repeats": all(np.array_equal(first[k], again[k]) for k in first),
+    "new_each_call": not np.array_equal(first["mask_positions"], second["mask_positions"]),
+}))
+"""
+
+
+def _shares(token_ids, positions, targets, weights):
+    """Mean chosen position; shares of chosen tokens that became [MASK], stayed, became random."""
+    chosen = weights > 0
+    inputs = np.take_along_axis(token_ids, positions, 1)[chosen]
+    targets = targets[chosen]
+    masked, kept = inputs == MASK_ID, inputs == targets
+    return np.mean(positions[chosen]), np.mean(masked), np.mean(kept), np.mean(~masked & ~kept)
+
+
+@pytest.mark.parametrize("backend", ["jax", "tensorflow", pytest.param("torch", marks=needs_torch)])
+def test_in_model_masks_follow_the_rule_and_match_keras_hub(backend, tmp_path):
+    import keras_hub
+    import tensorflow as tf
+
+    result = run_script(MASKS, backend, tmp_path)
+    assert result["repeats"] and result["new_each_call"]
+    ours = dict(np.load(tmp_path / "masks.npz"))
+    ids = ours.pop("ids")
+    weights = ours["mask_weights"]
+
+    # Exactly ceil(rate x selectable) per sequence, at most predictions_per_sequence ...
+    selectable = (~np.isin(ids, UNSELECTABLE)).sum(1)
+    np.testing.assert_array_equal(weights.sum(1), np.minimum(np.ceil(0.2 * selectable), 8))
+    assert weights.sum(1).max() == 8 and weights.sum(1).min() >= 1
+    # ... never a special token, distinct sorted positions, the right answers, the rest untouched.
+    chosen = weights > 0
+    positions = ours["mask_positions"]
+    originals = np.take_along_axis(ids, positions, 1)
+    assert not np.isin(originals[chosen], UNSELECTABLE).any()
+    for row_positions, row_chosen in zip(positions, chosen):
+        used = row_positions[row_chosen]
+        assert np.all(np.diff(used) > 0) and np.all(row_positions[~row_chosen] == 0)
+    np.testing.assert_array_equal(ours["mask_ids"], np.where(chosen, originals, 0))
+    rows, slots = np.nonzero(chosen)
+    untouched = np.ones_like(ids, bool)
+    untouched[rows, positions[rows, slots]] = False
+    np.testing.assert_array_equal(ours["token_ids"][untouched], ids[untouched])
+
+    # The same counts and shares as keras-hub's generator (run in tf.data, as in the guide).
+    reference = keras_hub.layers.MaskedLMMaskGenerator(
+        vocabulary_size=200, mask_selection_rate=0.2, mask_token_id=MASK_ID,
+        mask_selection_length=8, unselectable_token_ids=list(UNSELECTABLE),
+    )
+    expected = {k: np.asarray(v) for k, v in next(iter(tf.data.Dataset.from_tensors(ids).map(reference))).items()}
+    np.testing.assert_array_equal(weights.sum(1), expected["mask_weights"].sum(1))
+    ours_shares = _shares(ours["token_ids"], positions, ours["mask_ids"], weights)
+    reference_shares = _shares(expected["token_ids"], expected["mask_positions"], expected["mask_ids"], expected["mask_weights"])
+    mean_position, masked, kept, random = ours_shares
+    assert abs(masked - 0.8) < 0.03 and abs(kept - 0.1) < 0.025 and abs(random - 0.1) < 0.025, ours_shares
+    # keras-hub's draws are not seeded: the margins are about 4 standard errors of the difference.
+    assert np.all(np.abs(np.subtract(ours_shares, reference_shares)) < [1.0, 0.03, 0.025, 0.025]), (
+        ours_shares, reference_shares)
+
+
+
+DATA_PARALLEL = """
+from nbhelpers.distribution import data_parallel
+
+if keras.backend.backend() == "tensorflow":
+    import tensorflow as tf
+
+    # Two logical CPUs stand in for two GPUs (before TensorFlow starts its runtime).
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    devices = len(tf.config.list_logical_devices("CPU"))
+else:
+    import jax
+
+    devices = len(jax.devices())
+keras.utils.set_random_seed(0)
+ids = token_ids(64, 16, seed=0, vocabulary=40)
+with data_parallel("auto") as replicas:
+    encoder, model = tiny_model(predictions=4, seed=1)
+    model.compile(optimizer="adam")  # jit_compile="auto": XLA on both backends
+    history = model.fit(ids, batch_size=16, epochs=1, verbose=0).history
+    if keras.backend.backend() == "tensorflow":
+        split = {"strategy": type(model.distribute_strategy).__name__,
+                 "replicas_in_sync": model.distribute_strategy.num_replicas_in_sync}
+    else:
+        split = {"distribution": type(keras.distribution.distribution()).__name__,
+                 "variable_devices": len(encoder.weights[0].value.sharding.device_set)}
+print(json.dumps({"backend": keras.backend.backend(), "devices": devices, "replicas": replicas,
+                  "loss": history["loss"], **split}))
+"""
+
+
+def test_data_parallel_on_jax_splits_batches_over_two_cpu_devices(tmp_path):
+    result = run_script(DATA_PARALLEL, "jax", tmp_path, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    assert result["devices"] == 2 and result["replicas"] == 2
+    assert result["distribution"] == "DataParallel" and result["variable_devices"] == 2
+    assert np.isfinite(result["loss"]).all()
+
+
+def test_data_parallel_on_tensorflow_mirrors_over_two_logical_cpus(tmp_path):
+    result = run_script(DATA_PARALLEL, "tensorflow", tmp_path)
+    assert result["devices"] == 2 and result["replicas"] == 2
+    assert result["strategy"] == "MirroredStrategy" and result["replicas_in_sync"] == 2
+    assert np.isfinite(result["loss"]).all()
+
+
+def test_data_parallel_none_changes_nothing_and_unknown_kinds_are_refused():
+    import keras
+
+    from nbhelpers.distribution import data_parallel
+
+    with data_parallel("none") as replicas:
+        assert replicas == 1 and keras.distribution.distribution() is None
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            assert not tf.distribute.has_strategy()
+    with pytest.raises(ValueError, match=r"Unknown data-parallel kind 'mirror': choose one of \['auto', 'none'\]"):
+        data_parallel("mirror")
