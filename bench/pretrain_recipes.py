@@ -95,7 +95,7 @@ def prepare(recipe, train_texts, valid_texts, data_dir, vocabulary_size):
     return tokenizer, arrays
 
 
-def train_for_minutes(recipe, tokenizer, train_tokens, valid_tokens, minutes, evaluations, seed):
+def train_for_minutes(recipe, tokenizer, train_tokens, valid_tokens, minutes, evaluations, seed, calibration_steps=40):
     """Pretrain for `minutes` of wall time; returns the per-evaluation history."""
     set_seed(seed)
     masker = make_mask_generator(tokenizer, 0.2, recipe.predictions)
@@ -109,7 +109,8 @@ def train_for_minutes(recipe, tokenizer, train_tokens, valid_tokens, minutes, ev
         normalize_first=recipe.normalize_first, **MODEL,
     )
     model = build_pretraining_model(encoder, recipe.predictions)
-    step_seconds = seconds_per_step(model, train, "sparse_categorical_crossentropy", use_xla())
+    step_seconds = seconds_per_step(model, train, "sparse_categorical_crossentropy", use_xla(),
+                                    steps=calibration_steps, warmup_steps=max(1, calibration_steps // 4))
     steps = steps_for_minutes(minutes, step_seconds, evaluations, valid_batches)
     per_evaluation = steps // evaluations
     model.compile(
@@ -160,6 +161,8 @@ def main(argv=None):
     parser.add_argument("--evaluations", type=int, default=8)
     parser.add_argument("--vocabulary-size", type=int, default=8000)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--calibration-steps", type=int, default=40,
+                        help="steps timed to turn the budget into a step count (after a quarter as many to warm up)")
     parser.add_argument("--recipes", nargs="+", choices=[r.key for r in RECIPES], default=[r.key for r in RECIPES],
                         help="which recipes to run, in this order")
     parser.add_argument("--out", type=Path, help="write the results as JSON here (and a PNG beside it)")
@@ -172,7 +175,8 @@ def main(argv=None):
         tokenizer, (train_tokens, valid_tokens) = prepare(recipe, train_texts, valid_texts, data_dir, args.vocabulary_size)
         results[recipe.name] = {
             "recipe": dataclasses.asdict(recipe),
-            **train_for_minutes(recipe, tokenizer, train_tokens, valid_tokens, args.minutes, args.evaluations, args.seed),
+            **train_for_minutes(recipe, tokenizer, train_tokens, valid_tokens, args.minutes, args.evaluations, args.seed,
+                              args.calibration_steps),
         }
         result = results[recipe.name]
         print(f"{recipe.name:<22} {result['steps']:>6} steps  {result['minutes'][-1]:5.1f} min  "

@@ -7,16 +7,18 @@ with the best *validation* accuracy (`EarlyStopping(restore_best_weights=True)`)
 only scored at the end: it never chooses an epoch or a setting.
 
 The three arms: the bag-of-words model of notebook 01, the transformer from random
-initialisation, and the pretrained transformer (both with the masked-mean sigmoid head of
-`nbhelpers.models.build_classifier`).
+initialisation, and the pretrained transformer. Each transformer arm is a `TransformerArm`: how
+to build a fresh classifier (the masked-mean sigmoid head of `nbhelpers.models.build_classifier`,
+or the pretrained MLM head read through a prompt, `nbhelpers.prompting`) and the token ids it reads.
 
 Example:
 
->>> labelled = LabelledSplits(train_sentences, train_labels, train_tokens, dev_sentences, dev_labels, dev_tokens)
+>>> labelled = LabelledSplits(train_sentences, train_labels, dev_sentences, dev_labels)
 >>> settings = CurveSettings(batch_size=32, learning_rate=2e-4, baseline_max_tokens=4000)
->>> encoders = {"transformer, no pretraining": new_encoder, "transformer, pretrained": load_pretrained}
->>> results = label_budget_curve(labelled, encoders, budgets=[250, 1000], seeds=[0, 1, 2], settings=settings)
->>> results["transformer, pretrained"]["250"]  # dev accuracy per seed
+>>> arms = {"transformer, no pretraining": TransformerArm(new_classifier, train_tokens, dev_tokens),
+...         "transformer, pretrained": TransformerArm(pretrained_classifier, train_tokens, dev_tokens)}
+>>> results = label_budget_curve(labelled, arms, budgets=[250, 1000], seeds=[0, 1, 2], settings=settings)
+>>> results["accuracy"]["transformer, pretrained"]["250"]  # dev accuracy per seed
 [0.64, 0.66, 0.65]
 """
 
@@ -29,25 +31,36 @@ import numpy as np
 
 from nbhelpers.baseline import build_baseline_model, make_multi_hot_vectorizer, multi_hot_dataset
 from nbhelpers.data import sample_labelled
-from nbhelpers.models import build_classifier
 from nbhelpers.tokenization import classification_dataset
-from nbhelpers.training import binary_accuracy, compile_classifier, set_seed
+from nbhelpers.training import binary_accuracy, compile_classifier, repeated_epochs, set_seed
 
 # The arms, in the order tables and plots show them (the names notebook 04 uses throughout).
 ARMS = ("bag of words", "transformer, no pretraining", "transformer, pretrained")
-BAG_OF_WORDS = ARMS[0]
 VALIDATION_SHARE = 0.2
 
 
 @dataclasses.dataclass(frozen=True)
 class LabelledSplits:
-    """SST-2's labelled training pool and its dev set, as sentences, labels and token ids."""
+    """SST-2's labelled training pool and its dev set, as sentences and labels."""
 
     train_sentences: list
     train_labels: list
-    train_tokens: np.ndarray
     dev_sentences: list
     dev_labels: list
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerArm:
+    """One transformer arm of the curve.
+
+    Args:
+        make_classifier: returns a new, uncompiled sigmoid classifier (called once per run).
+        train_tokens: token ids of the whole training pool, row i for `train_sentences[i]`.
+        dev_tokens: token ids of the dev set.
+    """
+
+    make_classifier: object
+    train_tokens: np.ndarray
     dev_tokens: np.ndarray
 
 
@@ -102,15 +115,22 @@ def split_validation(indices, labels, seed, share=VALIDATION_SHARE):
 
 
 def _fit_best_on_validation(model, train_ds, validation_ds, epochs, patience):
+    """Train, keep the epoch with the best validation accuracy; returns (that epoch, its accuracy)."""
     stop = keras.callbacks.EarlyStopping(
         monitor="val_accuracy", mode="max", patience=patience, restore_best_weights=True
     )
-    history = model.fit(train_ds, validation_data=validation_ds, epochs=epochs, callbacks=[stop], verbose=0, shuffle=False)
-    return int(np.argmax(history.history["val_accuracy"])) + 1
+    train_ds, steps_per_epoch = repeated_epochs(train_ds)
+    accuracy = model.fit(
+        train_ds, validation_data=validation_ds, epochs=epochs, steps_per_epoch=steps_per_epoch,
+        callbacks=[stop], verbose=0, shuffle=False,
+    ).history["val_accuracy"]
+    return int(np.argmax(accuracy)) + 1, float(np.max(accuracy))
 
 
 def fine_tune_bag_of_words(labelled, train, validation, seed, settings):
-    """Train notebook 01's bag-of-words model on `train` indices; returns (dev accuracy, best epoch)."""
+    """Train notebook 01's bag-of-words model on `train` indices.
+
+    Returns (dev accuracy, best epoch, validation accuracy at that epoch)."""
     set_seed(seed)
     sentences = [labelled.train_sentences[i] for i in train]
     labels = [labelled.train_labels[i] for i in train]
@@ -122,37 +142,40 @@ def fine_tune_bag_of_words(labelled, train, validation, seed, settings):
         vectorizer, [labelled.train_sentences[i] for i in validation],
         [labelled.train_labels[i] for i in validation], settings.batch_size,
     )
-    best_epoch = _fit_best_on_validation(model, train_ds, validation_ds, epochs_for(len(train), settings), settings.patience)
+    best_epoch, validation_accuracy = _fit_best_on_validation(
+        model, train_ds, validation_ds, epochs_for(len(train), settings), settings.patience
+    )
     dev_ds = multi_hot_dataset(vectorizer, labelled.dev_sentences, labelled.dev_labels, settings.batch_size)
-    return binary_accuracy(model, dev_ds), best_epoch
+    return binary_accuracy(model, dev_ds), best_epoch, validation_accuracy
 
 
-def fine_tune_transformer(make_encoder, labelled, train, validation, seed, settings):
-    """Fine-tune `make_encoder()` with a new sigmoid head on `train` indices; returns (dev accuracy, best epoch)."""
+def fine_tune_transformer(arm, labelled, train, validation, seed, settings):
+    """Fine-tune a new classifier of `arm` (a `TransformerArm`) on `train` indices.
+
+    Returns (dev accuracy, best epoch, validation accuracy at that epoch)."""
     set_seed(seed)
-    classifier = compile_classifier(build_classifier(make_encoder()), settings.learning_rate)
+    classifier = compile_classifier(arm.make_classifier(), settings.learning_rate)
     labels = np.asarray(labelled.train_labels)
 
     def dataset(indices, shuffle_seed=None):
         return classification_dataset(
-            labelled.train_tokens[indices], labels[indices], settings.batch_size,
+            arm.train_tokens[indices], labels[indices], settings.batch_size,
             shuffle_seed=shuffle_seed, bucketed=settings.bucketed,
         )
 
-    best_epoch = _fit_best_on_validation(
+    best_epoch, validation_accuracy = _fit_best_on_validation(
         classifier, dataset(train, seed), dataset(validation), epochs_for(len(train), settings), settings.patience
     )
-    dev_ds = classification_dataset(labelled.dev_tokens, labelled.dev_labels, settings.batch_size, bucketed=settings.bucketed)
-    return binary_accuracy(classifier, dev_ds), best_epoch
+    dev_ds = classification_dataset(arm.dev_tokens, labelled.dev_labels, settings.batch_size, bucketed=settings.bucketed)
+    return binary_accuracy(classifier, dev_ds), best_epoch, validation_accuracy
 
 
-def label_budget_curve(labelled, encoders, budgets, seeds, settings, log=print):
+def label_budget_curve(labelled, transformers, budgets, seeds, settings, log=print):
     """Dev accuracy of the bag of words and of each transformer arm, per budget and seed.
 
     Args:
         labelled: a `LabelledSplits`.
-        encoders: arm name -> a function returning a fresh encoder (a new random one, or the
-            pretrained one loaded again), called once per run.
+        transformers: arm name -> `TransformerArm` (the bag of words always runs too).
         budgets: label counts (each includes its validation fifth).
         seeds: one run per seed: the sample, the validation split, the initialisation and the
             shuffling all follow it.
@@ -160,24 +183,26 @@ def label_budget_curve(labelled, encoders, budgets, seeds, settings, log=print):
         log: called with one line per run.
 
     Returns:
-        `{"accuracy": {arm: {budget: [dev accuracy per seed]}}, "best_epoch": {...}, "seconds": {...}}`,
-        budgets as strings (JSON keys).
+        `{"accuracy": {arm: {budget: [dev accuracy per seed]}}, "best_epoch": {...},
+        "validation_accuracy": {...}, "seconds": {...}}`, budgets as strings (JSON keys).
     """
-    result = {"accuracy": {}, "best_epoch": {}, "seconds": {}}
+    result = {"accuracy": {}, "best_epoch": {}, "validation_accuracy": {}, "seconds": {}}
     for budget in budgets:
         for seed in seeds:
             sample = sample_labelled(np.arange(len(labelled.train_labels)), labelled.train_labels, budget, seed)[0]
             train, validation = split_validation(sample, labelled.train_labels, seed)
-            runs = {BAG_OF_WORDS: lambda: fine_tune_bag_of_words(labelled, train, validation, seed, settings)}
-            for arm, make_encoder in encoders.items():
-                runs[arm] = lambda make_encoder=make_encoder: fine_tune_transformer(
-                    make_encoder, labelled, train, validation, seed, settings
+            runs = {ARMS[0]: lambda: fine_tune_bag_of_words(labelled, train, validation, seed, settings)}
+            for arm, transformer in transformers.items():
+                runs[arm] = lambda transformer=transformer: fine_tune_transformer(
+                    transformer, labelled, train, validation, seed, settings
                 )
             for arm, run in runs.items():
                 start = time.perf_counter()
-                accuracy, best_epoch = run()
+                accuracy, best_epoch, validation_accuracy = run()
                 seconds = time.perf_counter() - start
-                for key, value in (("accuracy", accuracy), ("best_epoch", best_epoch), ("seconds", seconds)):
+                values = {"accuracy": accuracy, "best_epoch": best_epoch,
+                          "validation_accuracy": validation_accuracy, "seconds": seconds}
+                for key, value in values.items():
                     result[key].setdefault(arm, {}).setdefault(str(budget), []).append(value)
                 log(f"{budget:>6} labels  seed {seed}  {arm:<28} dev {accuracy:.3f}  "
                     f"(best epoch {best_epoch}, {seconds:.0f} s)")

@@ -90,11 +90,22 @@ def encoder_from_config(config, vocabulary_size):
     )
 
 
-def build_pretraining_model(encoder, predictions_per_sequence):
+def pretrainer_from_config(config, vocabulary_size, weights=None, activation="softmax"):
+    """Notebook 03's MLM model rebuilt from its config, with its saved weights when `weights` is a path."""
+    pretrainer = build_pretraining_model(
+        encoder_from_config(config, vocabulary_size), config["predictions_per_sequence"], activation=activation
+    )
+    if weights is not None:
+        pretrainer.load_weights(weights)
+    return pretrainer
+
+
+def build_pretraining_model(encoder, predictions_per_sequence, activation="softmax"):
     """The MLM model: the encoder plus a `MaskedLMHead` tied to the encoder's token embedding.
 
     Inputs are `{"token_ids", "mask_positions"}`; the output is a softmax over the vocabulary
-    at each masked position, shape `(batch, predictions_per_sequence, vocabulary_size)`.
+    at each masked position, shape `(batch, predictions_per_sequence, vocabulary_size)`
+    (logits with `activation=None`).
 
     Keep its state with `save_weights` (as `BackupAndRestore` does), not `save`: Keras
     deserializes the head's `token_embedding` as a new, untied layer and cannot load it. The
@@ -109,7 +120,7 @@ def build_pretraining_model(encoder, predictions_per_sequence):
     encoded = encoder(inputs["token_ids"])
     head = keras_hub.layers.MaskedLMHead(
         token_embedding=encoder.get_layer(EMBEDDING_LAYER).token_embedding,
-        activation="softmax",
+        activation=activation,
         dtype="float32",  # The softmax over the vocabulary stays in float32 under mixed precision.
         name="mlm_head",
     )

@@ -142,6 +142,22 @@ def saved_step_plan(resume_dir, resume_config, key="planned_steps"):
     return saved.get(key) if {k: v for k, v in saved.items() if k != key} == resume_config else None
 
 
+def repeated_epochs(dataset):
+    """`(dataset.repeat(), batches per pass)`: train for epochs on one iterator.
+
+    Keras makes a new iterator of a finite dataset for every epoch, and a new iterator of a
+    bucketed pipeline over a large in-memory array waits long before its first batch (34 s of a
+    76-second epoch on 20,000 SST-2 sentences, 2 cores; no retracing involved). Pass the repeated
+    dataset to `fit` with `steps_per_epoch` set to the second value: one iterator, no waits.
+    The epochs are the same passes, reshuffled each time.
+    """
+    batches = int(dataset.cardinality())
+    if batches < 0:
+        raise ValueError("The dataset's length is unknown (or infinite): give it one with "
+                         "tf.data.experimental.assert_cardinality, as classification_dataset does.")
+    return dataset.repeat(), batches
+
+
 def fit_logged(
     model, train, validation, epochs, log_dir, resume_dir=None, resume_config=None, verbose=2,
     steps_per_epoch=None,

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from nbhelpers.label_budget import (
-    ARMS, CurveSettings, LabelledSplits, epochs_for, label_budget_curve, parse_budgets, split_validation, summarize,
+    ARMS, CurveSettings, LabelledSplits, TransformerArm, epochs_for, label_budget_curve, parse_budgets,
+    split_validation, summarize,
 )
-from nbhelpers.models import build_encoder
+from nbhelpers.models import build_classifier, build_encoder
 from nbhelpers.synthetic import sentiment_example
 from nbhelpers.tokenization import compute_vocabulary, make_tokenizer, tokenize_texts
 
@@ -47,22 +48,23 @@ def test_a_small_curve_has_every_arm_budget_and_seed(tmp_path):
     sentences, labels = _sentiment_data(400, seed=0)
     dev_sentences, dev_labels = _sentiment_data(100, seed=1)
     tokenizer = make_tokenizer(compute_vocabulary(sentences, 300), 16)
-    labelled = LabelledSplits(sentences, labels, tokenize_texts(tokenizer, sentences),
-                              dev_sentences, dev_labels, tokenize_texts(tokenizer, dev_sentences))
+    labelled = LabelledSplits(sentences, labels, dev_sentences, dev_labels)
     settings = CurveSettings(batch_size=16, learning_rate=1e-3, baseline_max_tokens=200, min_steps=10, max_epochs=4,
                              patience=1)
 
-    def new_encoder():
-        return build_encoder(tokenizer.vocabulary_size(), 16, num_layers=1, model_dim=8, num_heads=2,
-                             intermediate_dim=16, dropout=0.0)
+    def new_classifier():
+        return build_classifier(build_encoder(tokenizer.vocabulary_size(), 16, num_layers=1, model_dim=8, num_heads=2,
+                                              intermediate_dim=16, dropout=0.0))
 
+    arm = TransformerArm(new_classifier, tokenize_texts(tokenizer, sentences), tokenize_texts(tokenizer, dev_sentences))
     lines = []
-    curve = label_budget_curve(labelled, {ARMS[1]: new_encoder}, [40], [0, 1], settings, log=lines.append)
+    curve = label_budget_curve(labelled, {ARMS[1]: arm}, [40], [0, 1], settings, log=lines.append)
     assert set(curve["accuracy"]) == {ARMS[0], ARMS[1]}
     for arm in curve["accuracy"]:
         assert set(curve["accuracy"][arm]) == {"40"}
         assert all(len(v) == 2 and all(0 <= a <= 1 for a in v) for v in curve["accuracy"][arm].values())
         assert all(1 <= e <= 4 for v in curve["best_epoch"][arm].values() for e in v)
+        assert all(0 <= a <= 1 for v in curve["validation_accuracy"][arm].values() for a in v)
     assert len(lines) == 2 * 2 and "40 labels  seed 0" in lines[0]
     mean, spread = summarize(curve["accuracy"])[ARMS[0]]["40"]
     assert mean == pytest.approx(np.mean(curve["accuracy"][ARMS[0]]["40"])) and spread >= 0

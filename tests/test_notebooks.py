@@ -14,7 +14,8 @@ from nbhelpers.run import notebook_paths, run_series
 EXPECTED_FILES = {
     "01_baseline": {"config.json", "metrics.json", "history.csv", "history.png"},
     "02_mlm_data": {"config.json", "vocab.txt", "train_tokens.npy", "valid_tokens.npy", "preview.txt"},
-    "03_encoder": {"config.json", "metrics.json", "history.csv", "history.png", "encoder.keras", "vocab.txt"},
+    "03_encoder": {"config.json", "metrics.json", "history.csv", "history.png", "encoder.keras", "mlm.weights.h5",
+                   "vocab.txt"},
     "04_classifier": {
         "config.json", "metrics.json", "history.csv", "history.png", "classifier.keras", "vocab.txt",
         "comparison.png", "from_scratch", "label_budget.png",
@@ -48,13 +49,17 @@ def test_the_series_runs_in_order_with_the_tiny_profile(tiny_series):
     assert classifier["dev_accuracy"] > 0.6
     assert list(classifier["dev_accuracies"]) == ["bag of words", "transformer, no pretraining", "transformer, pretrained"]
     assert 0.5 < classifier["from_scratch_dev_accuracy"] <= 1
-    # The label-budget curve: every arm, budget and seed has a dev accuracy, chosen epochs included.
+    # The label-budget curve: every arm, budget and seed has a dev accuracy, chosen epochs included;
+    # the pretrained arm read its answer through the prompt.
     curve = classifier["label_budget_curve"]
     assert set(curve["accuracy"]) == set(classifier["dev_accuracies"])
     for arm, per_budget in curve["accuracy"].items():
-        assert set(per_budget) == {"100"} and len(per_budget["100"]) == 2, arm
+        assert set(per_budget) == {"100"} and len(per_budget["100"]) == 1, arm
         assert all(0 <= a <= 1 for a in per_budget["100"]) and all(e >= 1 for e in curve["best_epoch"][arm]["100"])
+        assert all(0 <= a <= 1 for a in curve["validation_accuracy"][arm]["100"])
     assert set(curve["gain_over_better_control"]) == {"100"}
+    assert read_json(tmp_path / "04_classifier" / "config.json")["curve_prompt"] == "the film is [MASK] ."
+    assert "prompted: " in executed[3].read_text() and "the film is [MASK] ." in executed[3].read_text()
     # The exported models (in memory, .keras reloaded, SavedModel reloaded) agree with the
     # classifier on the whole dev set: the same labels, probabilities within 1e-3.
     assert set(export["same_labels_as_classifier"]) == {"in memory", ".keras reloaded", "SavedModel reloaded"}
