@@ -56,9 +56,9 @@ class Prompt:
         for word in words:
             pieces = _ids(tokenizer, word)
             if len(pieces) != 1 or pieces[0] == tokenizer.token_to_id("[UNK]"):
-                raise ValueError(f"The label word {word!r} is {len(pieces)} tokens "
-                                 f"({[tokenizer.id_to_token(i) for i in pieces]}) in this vocabulary: choose words "
-                                 "that are one token each (a common word, present in vocab.txt).")
+                raise ValueError(f"The label word {word!r} tokenizes to {[tokenizer.id_to_token(i) for i in pieces]} "
+                                 "in this vocabulary: choose words that are one known token each (a common word, "
+                                 "present in vocab.txt).")
             word_ids.append(pieces[0])
         return cls(tuple(ids), mask_id, tuple(word_ids))
 

@@ -29,8 +29,8 @@ def test_a_prompt_is_its_token_ids_around_one_mask_and_two_label_words(tokenizer
     ("[MASK] or [MASK]", "bad,good", r"must hold \[MASK\] exactly once"),
     ("it was [MASK]", "good", "give two words, negative then positive"),
     ("it was [MASK]", "bad,good,film", "give two words, negative then positive"),
-    ("it was [MASK]", "bad,goods", r"'goods' is 2 tokens \(\['good', '##s'\]\)"),
-    ("it was [MASK]", "awful,good", r"'awful' is 1 tokens \(\['\[UNK\]'\]\)"),
+    ("it was [MASK]", "bad,goods", r"'goods' tokenizes to \['good', '##s'\]"),
+    ("it was [MASK]", "awful,good", r"'awful' tokenizes to \['\[UNK\]'\]"),
 ])
 def test_bad_prompts_and_label_words_say_what_to_change(tokenizer, pattern, words, message):
     with pytest.raises(ValueError, match=message):
