@@ -2,12 +2,15 @@
 #   make series   - install into .venv and run the five notebooks (tiny profile, embedded data)
 #   make test     - install into .venv and run the test suite (unit tests, papermill, nbval)
 # PROFILE=full make series runs another profile; ARGS passes more runner options.
+# TEST_WORKERS=1 make test runs the tests in one process (default 2: tests/conftest.py keeps
+# the tests that must share a worker together).
 # make bench ARGS="--data-dir ../shared/data" times the guide's pipelines against ours.
 
 VENV ?= .venv
 PYTHON ?= python3
 PROFILE ?= tiny
 ARGS ?=
+TEST_WORKERS ?= 2
 BIN := $(VENV)/bin
 
 .PHONY: setup series test lab bench
@@ -24,7 +27,7 @@ series: setup
 	$(BIN)/python -m nbhelpers.run --profile $(PROFILE) $(ARGS)
 
 test: setup
-	$(BIN)/python -m pytest --nbval-lax tests notebooks
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope --nbval-lax tests notebooks
 
 lab: setup
 	$(BIN)/jupyter lab notebooks

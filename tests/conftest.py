@@ -36,3 +36,49 @@ def tiny_series(tmp_path_factory):
 
     artifacts = tmp_path_factory.mktemp("tiny_series")
     return artifacts, run_series(notebook_paths(), load_profile("tiny"), artifacts)
+
+
+
+# Tests that must run on one pytest-xdist worker, in order (`make test` runs two workers):
+# nbval's cells run in one kernel per notebook, and notebook 02 reads what 01 wrote into the
+# repository's artifacts folder; the `tiny_series` fixture runs the whole series once per worker.
+SHARED_STATE_SCOPES = {
+    "notebooks/": "the notebooks under nbval",
+    "tests/test_notebooks.py": "the tiny series",
+    "tests/test_resume.py": "the tiny series",
+}
+LONGEST_FIRST = ("the tiny series", "the notebooks under nbval")
+
+
+def _shared_state_scope(nodeid):
+    return next((scope for prefix, scope in SHARED_STATE_SCOPES.items() if nodeid.startswith(prefix)), None)
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadscope` with the scopes above kept whole; every other module is a scope of its own.
+
+    (`--dist loadgroup` with `xdist_group` marks would say the same, but pytest-xdist 3.8 loses
+    the groups on pytest 9.2: pytest-dev/pytest-xdist#1386.)
+    """
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    config.option.loadscopereorder = False  # keep the collection order below: the longest first
+
+    class SharedStateScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            return _shared_state_scope(nodeid) or nodeid.split("::", 1)[0]
+
+    return SharedStateScheduling(config, log)
+
+
+def pytest_collection_modifyitems(items):
+    """Collect the longest scopes first, so that each starts on a worker at once (stable: the
+    order within a scope is kept)."""
+    def rank(item):
+        scope = _shared_state_scope(item.nodeid)
+        return LONGEST_FIRST.index(scope) if scope in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)

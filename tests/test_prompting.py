@@ -6,7 +6,7 @@ import pytest
 from nbhelpers.models import build_encoder, build_pretraining_model, pretrainer_from_config
 from nbhelpers.prompting import Prompt, build_prompt_classifier
 from nbhelpers.tokenization import classification_dataset, make_tokenizer, tokenize_texts
-from nbhelpers.training import compile_classifier
+from nbhelpers.training import compile_classifier, set_seed
 
 CONFIG = {"sequence_length": 10, "num_layers": 1, "model_dim": 8, "num_heads": 2, "intermediate_dim": 16,
           "dropout": 0.0, "normalize_first": True, "predictions_per_sequence": 2}
@@ -72,6 +72,7 @@ def test_the_classifier_is_the_sigmoid_of_the_label_words_logit_gap_at_the_mask(
 
 
 def test_saved_mlm_weights_rebuild_the_same_head_and_the_classifier_learns(tokenizer, tmp_path):
+    set_seed(0)  # whatever ran before in this process (the tests share workers)
     pretrainer = _pretrainer(tokenizer)
     pretrainer.save_weights(tmp_path / "mlm.weights.h5")
     rebuilt = pretrainer_from_config(CONFIG, tokenizer.vocabulary_size(), tmp_path / "mlm.weights.h5", activation=None)
