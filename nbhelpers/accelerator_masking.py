@@ -34,7 +34,7 @@ class SelfMaskingMLM(keras.Model):
 
     Args:
         pretrainer: a pretraining model as made by `nbhelpers.models.build_pretraining_model`:
-            inputs `{"token_ids", "mask_positions"}`, output a softmax of shape
+            inputs `{"token_ids", "mask_positions"}`, output a softmax (or logits, see `from_logits`) of shape
             `(batch, predictions_per_sequence, vocabulary_size)`. The number of predictions and
             the vocabulary size are read from its shapes.
         mask_token_id: the id of `[MASK]`.
@@ -43,6 +43,7 @@ class SelfMaskingMLM(keras.Model):
         mask_token_rate: of the chosen tokens, the share replaced by `[MASK]`.
         random_token_rate: the share replaced by a random token (the rest are kept).
         seed: an int seed for the masks; `None` draws one at random.
+        from_logits: the pretrainer returns logits (built with `activation=None`), not a softmax.
         **kwargs: passed to `keras.Model` (for example `name`).
 
     Example:
@@ -67,6 +68,7 @@ class SelfMaskingMLM(keras.Model):
         mask_token_rate=0.8,
         random_token_rate=0.1,
         seed=None,
+        from_logits=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -79,7 +81,8 @@ class SelfMaskingMLM(keras.Model):
         self.mask_token_rate = float(mask_token_rate)
         self.random_token_rate = float(random_token_rate)
         self.seed_generator = keras.random.SeedGenerator(seed)
-        self.mlm_loss = keras.losses.SparseCategoricalCrossentropy()
+        self.from_logits = bool(from_logits)
+        self.mlm_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=self.from_logits)
         self.mlm_accuracy = keras.metrics.SparseCategoricalAccuracy(name="sparse_categorical_accuracy")
 
     def mask(self, token_ids):
@@ -141,7 +144,7 @@ class SelfMaskingMLM(keras.Model):
         """Mask `token_ids` and predict the chosen tokens.
 
         Returns:
-            A dict: `predictions` (the inner model's softmax) and the `mask_ids` and
+            A dict: `predictions` (the inner model's softmax or logits) and the `mask_ids` and
             `mask_weights` that the loss and metric compare it with.
         """
         masked = self.mask(token_ids)

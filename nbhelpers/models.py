@@ -100,12 +100,18 @@ def pretrainer_from_config(config, vocabulary_size, weights=None, activation="so
     return pretrainer
 
 
-def build_pretraining_model(encoder, predictions_per_sequence, activation="softmax"):
+def build_pretraining_model(encoder, predictions_per_sequence, activation="softmax", head_dtype="float32"):
     """The MLM model: the encoder plus a `MaskedLMHead` tied to the encoder's token embedding.
 
     Inputs are `{"token_ids", "mask_positions"}`; the output is a softmax over the vocabulary
     at each masked position, shape `(batch, predictions_per_sequence, vocabulary_size)`
     (logits with `activation=None`).
+
+    `head_dtype`: the head's dtype policy. The default keeps it in float32 under mixed precision,
+    as a softmax over the vocabulary needs; with `activation=None` and `head_dtype=None` the head
+    follows the global policy and returns bfloat16 or float16 logits, which a loss with
+    `from_logits=True` turns into a float32 log-softmax: half the bytes of the largest tensor of a
+    step (measured on a GPU in `bench/gpu_step.py`).
 
     Keep its state with `save_weights` (as `BackupAndRestore` does), not `save`: Keras
     deserializes the head's `token_embedding` as a new, untied layer and cannot load it. The
@@ -121,7 +127,7 @@ def build_pretraining_model(encoder, predictions_per_sequence, activation="softm
     head = keras_hub.layers.MaskedLMHead(
         token_embedding=encoder.get_layer(EMBEDDING_LAYER).token_embedding,
         activation=activation,
-        dtype="float32",  # The softmax over the vocabulary stays in float32 under mixed precision.
+        dtype=head_dtype,
         name="mlm_head",
     )
     outputs = head(encoded, mask_positions=inputs["mask_positions"])

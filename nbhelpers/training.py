@@ -11,12 +11,12 @@ Example:
 
 import csv
 import shutil
+import sys
 import time
 from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from nbhelpers.artifacts import read_json, write_json
 
@@ -34,35 +34,62 @@ def set_precision(precision):
     """Set Keras' global dtype policy and return its name.
 
     Args:
-        precision: one of `PRECISIONS`; "auto" picks mixed_float16 when a GPU is visible,
-            float32 otherwise (a CPU gains nothing from float16).
+        precision: one of `PRECISIONS`; "auto" picks mixed_float16 when the Keras backend
+            sees a GPU, float32 otherwise (a CPU gains nothing from float16).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"PRECISION must be one of {PRECISIONS}, got {precision!r}.")
     if precision == "auto":
-        precision = "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
+        precision = "mixed_float16" if backend_sees_gpu() else "float32"
     keras.mixed_precision.set_global_policy(precision)
     return precision
 
 
-def use_xla():
-    """Whether to compile training steps with XLA (`jit_compile=`): on a GPU yes, on a CPU no.
+def backend_sees_gpu():
+    """Whether the active Keras backend has a GPU to run on (asked of that backend, not of TensorFlow:
+    under JAX or PyTorch, TensorFlow may be a CPU-only build used for text preprocessing)."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
 
-    The guide compiles with XLA. On a 2-core CPU (TensorFlow 2.21), a fine-tuning step of the tiny
-    profile's classifier measured 69 ms with XLA against 10 ms without, side by side in one
-    process; on a GPU, XLA fuses the many small ops and wins.
-    """
+        return any(device.platform == "gpu" for device in jax.devices())
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.is_available()
+    import tensorflow as tf
+
     return bool(tf.config.list_physical_devices("GPU"))
 
 
+def use_xla():
+    """Whether to compile TensorFlow training steps with XLA (`jit_compile=`): on a GPU yes, on a CPU no.
+
+    The guide compiles with XLA. On a 2-core CPU (TensorFlow 2.21), a fine-tuning step of the tiny
+    profile's classifier measured 69 ms with XLA against 10 ms without, side by side in one
+    process; on a GPU, XLA fuses the many small ops and wins. JAX: always (without it, JAX runs
+    op by op). PyTorch: no (there `jit_compile` means `torch.compile`, not measured here).
+    """
+    backend = keras.backend.backend()
+    if backend == "jax":
+        return True
+    return backend == "tensorflow" and backend_sees_gpu()
+
+
 def set_seed(seed):
-    """Seed Python, NumPy and TensorFlow, and make TensorFlow's ops deterministic.
+    """Seed Python, NumPy and the backend, and make TensorFlow's ops deterministic where it is installed.
 
     With the same seed and machine, a run repeats exactly (the tests run the tiny profile twice
-    and compare `metrics.json`).
+    and compare `metrics.json`). TensorFlow is not needed: the accelerator path (`bench/gpu_step.py`)
+    runs without it.
     """
     keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    # TensorFlow is loaded by its Keras backend or by the tf.data pipelines (nbhelpers.masking,
+    # nbhelpers.tokenization); where neither is in use there are no TensorFlow ops to pin.
+    if "tensorflow" in sys.modules:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
 
 
 def learning_rate(peak, schedule, total_steps):

@@ -235,3 +235,26 @@ def test_data_parallel_none_changes_nothing_and_unknown_kinds_are_refused():
             assert not tf.distribute.has_strategy()
     with pytest.raises(ValueError, match=r"Unknown data-parallel kind 'mirror': choose one of \['auto', 'none'\]"):
         data_parallel("mirror")
+
+
+def test_a_logits_head_gives_the_softmax_heads_loss_and_accuracy():
+    """`from_logits=True` with a logits head (the faster GPU setting) computes the same training signal."""
+    import keras
+
+    from nbhelpers.accelerator_masking import SelfMaskingMLM
+    from nbhelpers.models import build_encoder, build_pretraining_model
+
+    keras.utils.set_random_seed(0)
+    encoder = build_encoder(200, 16, num_layers=1, model_dim=16, num_heads=2, intermediate_dim=32, dropout=0.0)
+    softmax = build_pretraining_model(encoder, 4)
+    logits = build_pretraining_model(encoder, 4, activation=None, head_dtype=None)
+    logits.get_layer("mlm_head").set_weights(softmax.get_layer("mlm_head").get_weights())
+    ids = np.random.default_rng(0).integers(5, 200, size=(8, 16)).astype("int32")
+    results = []
+    for pretrainer, from_logits in ((softmax, False), (logits, True)):
+        model = SelfMaskingMLM(pretrainer, mask_token_id=MASK_ID, unselectable_ids=UNSELECTABLE, mask_rate=0.2,
+                               seed=3, from_logits=from_logits)
+        model.compile(optimizer="sgd")
+        results.append(model.evaluate(ids, verbose=0, return_dict=True))
+    assert results[0]["loss"] == pytest.approx(results[1]["loss"], rel=1e-5)
+    assert results[0]["sparse_categorical_accuracy"] == results[1]["sparse_categorical_accuracy"]

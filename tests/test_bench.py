@@ -41,3 +41,4 @@ def test_the_pretraining_recipe_comparison_runs_and_records_curves(tmp_path, mon
     packed = record["results"]["ours (cpu profile)"]
     assert packed["useful_token_share"] > 0.95 > record["results"]["the guide's recipe"]["useful_token_share"]
     assert out.with_suffix(".png").is_file()
+

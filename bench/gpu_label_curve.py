@@ -1,0 +1,253 @@
+"""Would a better-pretrained encoder pay where labels are scarce? The label-budget curve on a GPU.
+
+Issue 8 asks the `cpu` profile's pretrained encoder to beat training from scratch by 3 points
+of SST-2 dev accuracy at 4,000 labels or fewer. Its 25 CPU-minutes of pretraining (3,510 steps,
+val MLM 0.267) did not. This asks whether more of the same pretraining would: on a GPU it trains
+the `cpu` profile's recipe (`params/cpu.yaml`, unchanged but for the step count) for 1x and
+`--scale`x the CPU run's steps, then fine-tunes three transformer arms (no pretraining,
+pretrained 1x, pretrained `--scale`x) at each label budget and seed with notebook 04's protocol:
+the same class-balanced samples and validation fifths (`nbhelpers.data.sample_labelled`,
+`nbhelpers.label_budget.split_validation`), AdamW at `CURVE_LEARNING_RATE`, enough epochs for
+`CURVE_MIN_STEPS` steps, the epoch with the best validation accuracy kept (patience 3), dev
+scored once at the end.
+
+Two steps, because the GPU machine has no TensorFlow and the tokenizer needs it:
+
+    # here: tokenize SST-2 with notebook 02's vocabulary, draw the samples (TensorFlow)
+    .venv/bin/python bench/gpu_label_curve.py prepare --mlm-data artifacts/cpu/02_mlm_data \\
+        --data-dir ../shared/data --out .gpudata/label_curve.npz
+    # on the GPU (JAX, no TensorFlow): pretrain, fine-tune, write the curve
+    KERAS_BACKEND=jax python bench/gpu_label_curve.py run --mlm-data artifacts/cpu/02_mlm_data \\
+        --prepared .gpudata/label_curve.npz --out bench/results/gpu-label-curve.json
+
+The run of 2026-11-26 on an H200 and its figures: docs/results/gpu-h200.md.
+
+Fine-tuning runs as one compiled step shared by every run (the arms differ only in their
+initial weights), on padded 64-token batches; the last batch of an epoch is filled up from the
+epoch's start so every batch has the same shape.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import numpy as np  # noqa: E402
+import yaml  # noqa: E402
+
+ARMS = ("transformer, no pretraining", "transformer, pretrained 1x", "transformer, pretrained {scale}x")
+
+
+def prepare(args):
+    """Token ids of SST-2 (train, dev) and the samples of every budget and seed, in one .npz file."""
+    from nbhelpers.data import load_sst2, resolve_data_dir, sample_labelled
+    from nbhelpers.label_budget import CurveSettings, epochs_for, split_validation
+    from nbhelpers.tokenization import make_tokenizer, tokenize_texts
+
+    params = yaml.safe_load(Path(args.params).read_text())
+    config = json.loads((Path(args.mlm_data) / "config.json").read_text())
+    tokenizer = make_tokenizer(Path(args.mlm_data) / "vocab.txt", config["sequence_length"])
+    data_dir = resolve_data_dir(args.data_dir, "artifacts")
+    arrays = {}
+    for split in ("train", "dev"):
+        sentences, labels = load_sst2(data_dir, split)
+        arrays[f"{split}_tokens"] = tokenize_texts(tokenizer, sentences).astype("int16")
+        arrays[f"{split}_labels"] = np.asarray(labels, "int8")
+    settings = CurveSettings(batch_size=params["FINETUNE_BATCH_SIZE"], learning_rate=params["CURVE_LEARNING_RATE"],
+                             baseline_max_tokens=params["BASELINE_MAX_TOKENS"], min_steps=params["CURVE_MIN_STEPS"])
+    budgets = [int(b) for b in str(params["CURVE_BUDGETS"]).split(",")]
+    runs = []
+    for budget in budgets:
+        for seed in range(params["CURVE_SEEDS"]):
+            labels = arrays["train_labels"].tolist()
+            sample = sample_labelled(np.arange(len(labels)), labels, budget, seed)[0]
+            train, validation = split_validation(sample, labels, seed)
+            arrays[f"train_{budget}_{seed}"] = np.asarray(train, "int32")
+            arrays[f"validation_{budget}_{seed}"] = np.asarray(validation, "int32")
+            runs.append([budget, seed, epochs_for(len(train), settings)])
+    arrays["runs"] = np.asarray(runs, "int32")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(args.out, **arrays)
+    print(f"wrote {args.out}: {len(runs)} runs, budgets {budgets}")
+
+
+def pretrain(mlm_data, params, steps, seed):
+    """The cpu profile's recipe for `steps` steps (bf16, logits head); (encoder weights, val MLM accuracy)."""
+    import jax
+    import keras
+
+    from gpu_step import jitted_train_step, self_masking_mlm
+    from nbhelpers.models import build_encoder
+    from nbhelpers.training import learning_rate, set_seed
+
+    config = json.loads((Path(mlm_data) / "config.json").read_text())
+    train, valid = (np.load(Path(mlm_data) / f"{split}_tokens.npy") for split in ("train", "valid"))
+    keras.backend.clear_session()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    set_seed(seed)
+    encoder = build_encoder(
+        config["vocabulary_size"], config["sequence_length"], num_layers=params["NUM_LAYERS"],
+        model_dim=params["MODEL_DIM"], num_heads=params["NUM_HEADS"], intermediate_dim=params["INTERMEDIATE_DIM"],
+        dropout=params["DROPOUT"], normalize_first=params["NORMALIZE_FIRST"])
+    model = self_masking_mlm(encoder, config["predictions_per_sequence"], "logits", config["mask_rate"], seed)
+    model(train[:2])
+    optimizer = keras.optimizers.AdamW(learning_rate(params["PRETRAIN_LEARNING_RATE"], params["PRETRAIN_SCHEDULE"], steps))
+    optimizer.build(model.trainable_variables)
+    state = tuple([jax.numpy.copy(v.value) for v in variables]
+                  for variables in (model.trainable_variables, model.non_trainable_variables, optimizer.variables))
+    step = jitted_train_step(model, optimizer)
+    batch = params["PRETRAIN_BATCH_SIZE"]
+    tokens = jax.device_put(train)
+    rng = np.random.default_rng(seed)
+    order = np.zeros(0, "int32")
+    start = time.perf_counter()
+    for _ in range(steps):
+        if len(order) < batch:  # a new pass in a new order
+            order = rng.permutation(len(train)).astype("int32")
+        rows, order = order[:batch], order[batch:]
+        loss, state = step(state, tokens[rows])
+    loss.block_until_ready()
+    seconds = time.perf_counter() - start
+    for variable, value in zip(model.trainable_variables, state[0]):
+        variable.assign(value)
+    for variable, value in zip(model.non_trainable_variables, state[1]):
+        variable.assign(value)
+    outputs = model(valid, training=False)
+    hits = np.asarray(keras.ops.argmax(outputs["predictions"], axis=-1)) == np.asarray(outputs["mask_ids"])
+    weights = np.asarray(outputs["mask_weights"])
+    accuracy = float((hits * weights).sum() / weights.sum())
+    return encoder.get_weights(), {"steps": steps, "seconds": seconds, "val_mlm_accuracy": accuracy,
+                                   "last_loss": float(loss)}
+
+
+def fine_tuning_runs(mlm_data, params, prepared, encoder_weights, log=print):
+    """Dev accuracy per arm, budget and seed; one compiled step for all runs."""
+    import jax
+    import keras
+
+    from nbhelpers.models import build_classifier, build_encoder
+    from nbhelpers.training import set_seed
+
+    config = json.loads((Path(mlm_data) / "config.json").read_text())
+    keras.backend.clear_session()
+    keras.mixed_precision.set_global_policy("float32")  # as notebook 04 on a CPU
+
+    def new_classifier(seed, weights):
+        set_seed(seed)
+        encoder = build_encoder(
+            config["vocabulary_size"], config["sequence_length"], num_layers=params["NUM_LAYERS"],
+            model_dim=params["MODEL_DIM"], num_heads=params["NUM_HEADS"],
+            intermediate_dim=params["INTERMEDIATE_DIM"], dropout=params["DROPOUT"],
+            normalize_first=params["NORMALIZE_FIRST"])
+        if weights is not None:
+            encoder.set_weights(weights)
+        return build_classifier(encoder)
+
+    reference = new_classifier(0, None)  # the structure every run's weights are fed through
+    optimizer = keras.optimizers.AdamW(params["CURVE_LEARNING_RATE"])
+    optimizer.build(reference.trainable_variables)
+    fresh_optimizer = [np.array(v.value) for v in optimizer.variables]
+
+    def loss_of(trainable, non_trainable, x, y):
+        predicted, non_trainable = reference.stateless_call(trainable, non_trainable, x, training=True)
+        return keras.ops.mean(keras.losses.binary_crossentropy(y[:, None], predicted)), non_trainable
+
+    gradient_of = jax.value_and_grad(loss_of, has_aux=True)
+
+    @jax.jit
+    def train_step(state, x, y):
+        trainable, non_trainable, optimizer_variables = state
+        (_, non_trainable), gradients = gradient_of(trainable, non_trainable, x, y)
+        trainable, optimizer_variables = optimizer.stateless_apply(optimizer_variables, gradients, trainable)
+        return trainable, non_trainable, optimizer_variables
+
+    @jax.jit
+    def predict(trainable, non_trainable, x):
+        return reference.stateless_call(trainable, non_trainable, x, training=False)[0][:, 0]
+
+    def accuracy(state, tokens, labels):
+        return float(np.mean((np.asarray(predict(state[0], state[1], tokens)) > 0.5) == (labels > 0.5)))
+
+    train_tokens = prepared["train_tokens"].astype("int32")
+    train_labels = prepared["train_labels"].astype("float32")
+    dev_tokens, dev_labels = prepared["dev_tokens"].astype("int32"), prepared["dev_labels"].astype("float32")
+    batch = params["FINETUNE_BATCH_SIZE"]
+    result = {"accuracy": {}, "best_epoch": {}, "validation_accuracy": {}}
+    for budget, seed, epochs in prepared["runs"].tolist():
+        train, validation = prepared[f"train_{budget}_{seed}"], prepared[f"validation_{budget}_{seed}"]
+        for arm, weights in encoder_weights.items():
+            classifier = new_classifier(seed, weights)
+            state = ([jax.numpy.asarray(v.value) for v in classifier.trainable_variables],
+                     [jax.numpy.asarray(v.value) for v in classifier.non_trainable_variables],
+                     [jax.numpy.asarray(v) for v in fresh_optimizer])
+            rng = np.random.default_rng(seed)
+            best, best_accuracy, best_epoch, waited = state, -1.0, 0, 0
+            for epoch in range(1, epochs + 1):
+                order = rng.permutation(train)
+                order = np.concatenate([order, order[: (-len(order)) % batch]])  # fill the last batch
+                for rows in order.reshape(-1, batch):
+                    state = train_step(state, train_tokens[rows], train_labels[rows])
+                validation_accuracy = accuracy(state, train_tokens[validation], train_labels[validation])
+                if validation_accuracy > best_accuracy:
+                    best, best_accuracy, best_epoch, waited = state, validation_accuracy, epoch, 0
+                else:
+                    waited += 1
+                    if waited >= 3:  # notebook 04's patience
+                        break
+            dev = accuracy(best, dev_tokens, dev_labels)
+            for key, value in (("accuracy", dev), ("best_epoch", best_epoch), ("validation_accuracy", best_accuracy)):
+                result[key].setdefault(arm, {}).setdefault(str(budget), []).append(value)
+            log(f"{budget:>6} labels  seed {seed}  {arm:<32} dev {dev:.3f}  (best epoch {best_epoch})")
+    return result
+
+
+def run(args):
+    import jax
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # gpu_step, beside this file
+    params = yaml.safe_load(Path(args.params).read_text())
+    prepared = dict(np.load(args.prepared))
+    steps = args.cpu_steps
+    results = {"device": jax.devices()[0].device_kind, "jax": jax.__version__, "params": args.params,
+               "cpu_steps": steps, "scale": args.scale, "pretraining": {}}
+
+    def save():
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+
+    arms = [name.format(scale=args.scale) for name in ARMS]
+    encoder_weights = {arms[0]: None}
+    for arm, arm_steps in ((arms[1], steps), (arms[2], steps * args.scale)):
+        encoder_weights[arm], results["pretraining"][arm] = pretrain(args.mlm_data, params, arm_steps, params["SEED"])
+        print(arm, json.dumps(results["pretraining"][arm]), flush=True)
+        save()
+    curve = fine_tuning_runs(args.mlm_data, params, prepared, encoder_weights,
+                             log=lambda line: print(line, flush=True))
+    results["curve"] = curve
+    for budget in curve["accuracy"][arms[0]]:
+        means = {arm: float(np.mean(curve["accuracy"][arm][budget])) for arm in arms}
+        print(f"{budget:>6} labels: " + "  ".join(f"{arm.split(', ')[1]} {mean:.3f}" for arm, mean in means.items()))
+    save()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("mode", choices=["prepare", "run"])
+    parser.add_argument("--mlm-data", required=True, help="notebook 02's artifact folder")
+    parser.add_argument("--params", default="params/cpu.yaml", help="the profile whose recipe and curve settings to use")
+    parser.add_argument("--data-dir", default="", help="prepare: the folder holding sst2/")
+    parser.add_argument("--prepared", default="", help="run: the file that `prepare` wrote")
+    parser.add_argument("--cpu-steps", type=int, default=3510, help="the CPU run's pretraining steps (1x)")
+    parser.add_argument("--scale", type=int, default=10, help="the longer pretraining, in multiples of --cpu-steps")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    (prepare if args.mode == "prepare" else run)(args)
+
+
+if __name__ == "__main__":
+    main()

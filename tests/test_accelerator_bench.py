@@ -1,0 +1,133 @@
+"""The accelerator benches run end to end on a CPU, their GPU-side halves without TensorFlow.
+
+`bench/gpu_step.py` and `bench/gpu_label_curve.py run` are meant for a GPU machine that has JAX but
+no TensorFlow; here they run in a child process where importing TensorFlow fails. Their
+figures are read by people, not asserted.
+"""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench" / "gpu_step.py"
+
+
+# Makes `import tensorflow` (and tensorflow_text) fail in a child process, as on a machine without them.
+NO_TENSORFLOW = '''
+import sys
+class _NoTensorFlow:
+    def find_spec(self, name, path=None, target=None):
+        top = name.split(".")[0]
+        if top in ("tensorflow", "tensorflow_text"):
+            raise ModuleNotFoundError(f"No module named {top!r}", name=top)
+sys.meta_path.insert(0, _NoTensorFlow())
+'''
+
+
+def test_the_accelerator_step_bench_runs_without_tensorflow(tmp_path):
+    """bench/gpu_step.py on a CPU under JAX, TensorFlow made unimportable: sweep and a parity run."""
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(NO_TENSORFLOW)
+    # A notebook-02 artifact folder in miniature: packed token ids and its config.
+    data = tmp_path / "02_mlm_data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for split, rows in (("train", 96), ("valid", 16)):
+        np.save(data / f"{split}_tokens.npy", rng.integers(5, 60, size=(rows, 16)).astype("int32"))
+    (data / "config.json").write_text(json.dumps(
+        {"vocabulary_size": 60, "sequence_length": 16, "predictions_per_sequence": 3, "mask_rate": 0.2}))
+    params = tmp_path / "params.yaml"
+    params.write_text("SEED: 1\nNUM_LAYERS: 1\nMODEL_DIM: 16\nNUM_HEADS: 2\nINTERMEDIATE_DIM: 32\nDROPOUT: 0.0\n"
+                      "NORMALIZE_FIRST: true\nPRETRAIN_BATCH_SIZE: 16\nPRETRAIN_LEARNING_RATE: 0.01\n"
+                      "PRETRAIN_SCHEDULE: warmup_cosine\n")
+    out = tmp_path / "gpu_step.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--recipes", "ours", "--heads", "softmax", "logits",
+         "--precisions", "float32", "--batch-sizes", "4", "--fit-batch-sizes", "4", "--sequence-length", "16",
+         "--predictions", "3", "--vocabulary-size", "60", "--parity-data", str(data), "--parity-params", str(params),
+         "--parity-steps", "10", "--parity-runs", "float32:softmax", "float32:logits", "--out", str(out)],
+        env={**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": f"{blocker}{os.pathsep}{ROOT}"},
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    results = json.loads(out.read_text())
+    assert results["machine"]["platform"] == "cpu"
+    runs = {(run["head"], run["path"]): run for run in results["runs"]}
+    assert set(runs) == {("softmax", "step"), ("softmax", "fit"), ("logits", "step")}
+    assert all(run["sequences_per_second"] > 0 and 0 < run["mfu"] for run in runs.values())
+    softmax, logits = results["parity"]
+    assert softmax["steps"] == logits["steps"] == 10
+    # Same seed, same weights and masks: the two heads train alike (float32 here).
+    np.testing.assert_allclose(softmax["val_mlm_accuracy"], logits["val_mlm_accuracy"], atol=0.02)
+    assert len(softmax["val_mlm_accuracy"]) == 10
+
+
+def test_training_flops_count_the_guide_model():
+    spec = importlib.util.spec_from_file_location("gpu_step", BENCH)
+    gpu_step = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_step)  # its imports only; it trains nothing until main()
+    # By hand: encoder 3 x (4*128^2 + 2*128*512 + 2*128*128) per token x 128 tokens, head
+    # 25 x (128^2 + 128*30522), times 2 FLOPs per multiply-add, times 3 for the backward pass.
+    flops = gpu_step.training_flops_per_sequence(128, 25, 30522, 3, 128, 512)
+    assert flops == 6 * (128 * 3 * 229_376 + 25 * 3_923_200)
+
+
+def test_the_gpu_label_curve_prepares_with_tensorflow_and_runs_without(tmp_path):
+    """bench/gpu_label_curve.py: `prepare` (tokenizer, samples) here, `run` in a TensorFlow-free JAX process."""
+    from nbhelpers import synthetic
+
+    data_dir = tmp_path / "data"
+    synthetic.write_synthetic_data(data_dir, seed=7, vocabulary_size=300, sizes={
+        "sst2_train": 400, "sst2_dev": 60, "wiki_train": 20, "wiki_valid": 5, "wiki_test": 5})
+    mlm_data = tmp_path / "02_mlm_data"
+    mlm_data.mkdir()
+    vocabulary = (data_dir / "vocab" / "vocab.txt").read_text()
+    (mlm_data / "vocab.txt").write_text(vocabulary)
+    rng = np.random.default_rng(0)
+    size = len(vocabulary.splitlines())
+    for split, rows in (("train", 64), ("valid", 16)):
+        np.save(mlm_data / f"{split}_tokens.npy", rng.integers(5, size, size=(rows, 16)).astype("int32"))
+    (mlm_data / "config.json").write_text(json.dumps(
+        {"vocabulary_size": size, "sequence_length": 16, "predictions_per_sequence": 3, "mask_rate": 0.2}))
+    params = tmp_path / "params.yaml"
+    params.write_text("SEED: 1\nNUM_LAYERS: 1\nMODEL_DIM: 16\nNUM_HEADS: 2\nINTERMEDIATE_DIM: 32\nDROPOUT: 0.0\n"
+                      "NORMALIZE_FIRST: true\nPRETRAIN_BATCH_SIZE: 16\nPRETRAIN_LEARNING_RATE: 0.01\n"
+                      "PRETRAIN_SCHEDULE: warmup_cosine\nFINETUNE_BATCH_SIZE: 16\nCURVE_LEARNING_RATE: 0.001\n"
+                      "BASELINE_MAX_TOKENS: 100\nCURVE_MIN_STEPS: 10\nCURVE_BUDGETS: \"40,80\"\nCURVE_SEEDS: 2\n")
+    spec = importlib.util.spec_from_file_location("gpu_label_curve", BENCH.with_name("gpu_label_curve.py"))
+    curve = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(curve)
+    prepared = tmp_path / "prepared.npz"
+    curve.main(["prepare", "--mlm-data", str(mlm_data), "--params", str(params), "--data-dir", str(data_dir),
+                "--out", str(prepared)])
+    with np.load(prepared) as arrays:
+        assert arrays["train_tokens"].shape == (400, 16) and arrays["dev_tokens"].shape == (60, 16)
+        assert arrays["runs"].tolist() == [[40, 0, 5], [40, 1, 5], [80, 0, 3], [80, 1, 3]]  # budget, seed, epochs
+        train, validation = arrays["train_80_1"], arrays["validation_80_1"]
+        assert len(train) + len(validation) == 80 and not set(train) & set(validation)
+
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(NO_TENSORFLOW)
+    out = tmp_path / "curve.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCH.with_name("gpu_label_curve.py")), "run", "--mlm-data", str(mlm_data),
+         "--params", str(params), "--prepared", str(prepared), "--cpu-steps", "4", "--scale", "2", "--out", str(out)],
+        env={**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": f"{blocker}{os.pathsep}{ROOT}"},
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    results = json.loads(out.read_text())
+    assert [p["steps"] for p in results["pretraining"].values()] == [4, 8]
+    accuracy = results["curve"]["accuracy"]
+    assert set(accuracy) == {"transformer, no pretraining", "transformer, pretrained 1x", "transformer, pretrained 2x"}
+    for per_budget in accuracy.values():
+        assert set(per_budget) == {"40", "80"} and all(len(v) == 2 and all(0 <= a <= 1 for a in v)
+                                                         for v in per_budget.values())
