@@ -6,9 +6,9 @@ val MLM 0.267) did not. This asks whether more of the same pretraining would: on
 the `cpu` profile's recipe (`params/cpu.yaml`, unchanged but for the step count) for 1x and
 `--scale`x the CPU run's steps, then fine-tunes three transformer arms (no pretraining,
 pretrained 1x, pretrained `--scale`x) at each label budget and seed with notebook 04's protocol:
-the same class-balanced samples and validation fifths (`nbhelpers.data.sample_labelled`,
-`nbhelpers.label_budget.split_validation`), AdamW at `CURVE_LEARNING_RATE`, enough epochs for
-`CURVE_MIN_STEPS` steps, the epoch with the best validation accuracy kept (patience 3), dev
+class-balanced samples and validation fifths drawn as there (`nbhelpers.data.sample_labelled`,
+`nbhelpers.label_budget.split_validation`, seeds from the profile's `SEED` on), AdamW at
+`CURVE_LEARNING_RATE`, enough epochs for `CURVE_MIN_STEPS` steps, the epoch with the best validation accuracy kept (patience 3), dev
 scored once at the end.
 
 Two steps, because the GPU machine has no TensorFlow and the tokenizer needs it:
@@ -62,7 +62,8 @@ def prepare(args):
     budgets = [int(b) for b in str(params["CURVE_BUDGETS"]).split(",")]
     runs = []
     for budget in budgets:
-        for seed in range(params["CURVE_SEEDS"]):
+        first_seed = params["SEED"] if args.first_seed is None else args.first_seed
+        for seed in range(first_seed, first_seed + params["CURVE_SEEDS"]):
             labels = arrays["train_labels"].tolist()
             sample = sample_labelled(np.arange(len(labels)), labels, budget, seed)[0]
             train, validation = split_validation(sample, labels, seed)
@@ -80,9 +81,9 @@ def pretrain(mlm_data, params, steps, seed):
     import jax
     import keras
 
-    from gpu_step import jitted_train_step, self_masking_mlm
+    from gpu_step import initial_state, jitted_train_step, self_masking_mlm
     from nbhelpers.models import build_encoder
-    from nbhelpers.training import learning_rate, set_seed
+    from nbhelpers.training import learning_rate, set_seed, shuffled_passes
 
     config = json.loads((Path(mlm_data) / "config.json").read_text())
     train, valid = (np.load(Path(mlm_data) / f"{split}_tokens.npy") for split in ("train", "valid"))
@@ -96,19 +97,12 @@ def pretrain(mlm_data, params, steps, seed):
     model = self_masking_mlm(encoder, config["predictions_per_sequence"], "logits", config["mask_rate"], seed)
     model(train[:2])
     optimizer = keras.optimizers.AdamW(learning_rate(params["PRETRAIN_LEARNING_RATE"], params["PRETRAIN_SCHEDULE"], steps))
-    optimizer.build(model.trainable_variables)
-    state = tuple([jax.numpy.copy(v.value) for v in variables]
-                  for variables in (model.trainable_variables, model.non_trainable_variables, optimizer.variables))
+    state = initial_state(model, optimizer)
     step = jitted_train_step(model, optimizer)
     batch = params["PRETRAIN_BATCH_SIZE"]
     tokens = jax.device_put(train)
-    rng = np.random.default_rng(seed)
-    order = np.zeros(0, "int32")
     start = time.perf_counter()
-    for _ in range(steps):
-        if len(order) < batch:  # a new pass in a new order
-            order = rng.permutation(len(train)).astype("int32")
-        rows, order = order[:batch], order[batch:]
+    for rows in shuffled_passes(len(train), steps * batch, seed).reshape(steps, batch):
         loss, state = step(state, tokens[rows])
     loss.block_until_ready()
     seconds = time.perf_counter() - start
@@ -129,6 +123,7 @@ def fine_tuning_runs(mlm_data, params, prepared, encoder_weights, log=print):
     import jax
     import keras
 
+    from gpu_step import initial_state, jitted_train_step
     from nbhelpers.models import build_classifier, build_encoder
     from nbhelpers.training import set_seed
 
@@ -149,21 +144,11 @@ def fine_tuning_runs(mlm_data, params, prepared, encoder_weights, log=print):
 
     reference = new_classifier(0, None)  # the structure every run's weights are fed through
     optimizer = keras.optimizers.AdamW(params["CURVE_LEARNING_RATE"])
-    optimizer.build(reference.trainable_variables)
-    fresh_optimizer = [np.array(v.value) for v in optimizer.variables]
-
-    def loss_of(trainable, non_trainable, x, y):
-        predicted, non_trainable = reference.stateless_call(trainable, non_trainable, x, training=True)
-        return keras.ops.mean(keras.losses.binary_crossentropy(y[:, None], predicted)), non_trainable
-
-    gradient_of = jax.value_and_grad(loss_of, has_aux=True)
-
-    @jax.jit
-    def train_step(state, x, y):
-        trainable, non_trainable, optimizer_variables = state
-        (_, non_trainable), gradients = gradient_of(trainable, non_trainable, x, y)
-        trainable, optimizer_variables = optimizer.stateless_apply(optimizer_variables, gradients, trainable)
-        return trainable, non_trainable, optimizer_variables
+    fresh_optimizer = initial_state(reference, optimizer)[2]
+    # Not donated: the best epoch's state is kept while training goes on.
+    train_step = jitted_train_step(
+        reference, optimizer, loss=lambda predicted, y: keras.ops.mean(keras.losses.binary_crossentropy(y[:, None], predicted)),
+        donate=False)
 
     @jax.jit
     def predict(trainable, non_trainable, x):
@@ -183,14 +168,14 @@ def fine_tuning_runs(mlm_data, params, prepared, encoder_weights, log=print):
             classifier = new_classifier(seed, weights)
             state = ([jax.numpy.asarray(v.value) for v in classifier.trainable_variables],
                      [jax.numpy.asarray(v.value) for v in classifier.non_trainable_variables],
-                     [jax.numpy.asarray(v) for v in fresh_optimizer])
+                     fresh_optimizer)
             rng = np.random.default_rng(seed)
             best, best_accuracy, best_epoch, waited = state, -1.0, 0, 0
             for epoch in range(1, epochs + 1):
                 order = rng.permutation(train)
                 order = np.concatenate([order, order[: (-len(order)) % batch]])  # fill the last batch
                 for rows in order.reshape(-1, batch):
-                    state = train_step(state, train_tokens[rows], train_labels[rows])
+                    _, state = train_step(state, train_tokens[rows], train_labels[rows])
                 validation_accuracy = accuracy(state, train_tokens[validation], train_labels[validation])
                 if validation_accuracy > best_accuracy:
                     best, best_accuracy, best_epoch, waited = state, validation_accuracy, epoch, 0
@@ -242,6 +227,8 @@ def main(argv=None):
     parser.add_argument("--params", default="params/cpu.yaml", help="the profile whose recipe and curve settings to use")
     parser.add_argument("--data-dir", default="", help="prepare: the folder holding sst2/")
     parser.add_argument("--prepared", default="", help="run: the file that `prepare` wrote")
+    parser.add_argument("--first-seed", type=int, default=None,
+                        help="prepare: the curve's first seed (default: the profile's SEED, as notebook 04)")
     parser.add_argument("--cpu-steps", type=int, default=3510, help="the CPU run's pretraining steps (1x)")
     parser.add_argument("--scale", type=int, default=10, help="the longer pretraining, in multiples of --cpu-steps")
     parser.add_argument("--out", required=True)

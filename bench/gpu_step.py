@@ -49,7 +49,7 @@ import yaml  # noqa: E402
 
 from nbhelpers.accelerator_masking import SelfMaskingMLM  # noqa: E402
 from nbhelpers.models import build_encoder, build_pretraining_model  # noqa: E402
-from nbhelpers.training import learning_rate, set_seed  # noqa: E402
+from nbhelpers.training import learning_rate, set_seed, shuffled_passes  # noqa: E402
 
 GUIDE_MODEL = dict(num_layers=3, model_dim=128, num_heads=2, intermediate_dim=512)
 # The guide's recipe (post-layer-norm, dropout 0.1) and the cpu profile's (pre-layer-norm, no dropout).
@@ -86,26 +86,40 @@ def self_masking_mlm(encoder, predictions, head, mask_rate=0.2, seed=0):
                           from_logits=head == "logits")
 
 
-def jitted_train_step(model, optimizer):
-    """`step(state, token_ids) -> (loss, state)`, one compiled training step of `model`.
+def initial_state(model, optimizer):
+    """`(trainable, non_trainable, optimizer_variables)`: copies of the variables' values, as a step takes them.
 
-    `state` is `(trainable, non_trainable, optimizer_variables)` as lists of arrays; the
-    non-trainable ones hold the masks' seed, so each step draws new masks.
+    Copies, because a step that donates its state frees those buffers, which must not be the
+    Keras variables' own.
+    """
+    optimizer.build(model.trainable_variables)
+    return tuple([jax.numpy.copy(v.value) for v in variables]
+                 for variables in (model.trainable_variables, model.non_trainable_variables, optimizer.variables))
+
+
+def jitted_train_step(model, optimizer, loss=None, donate=True):
+    """`step(state, inputs, *targets) -> (loss, state)`, one compiled training step of `model`.
+
+    `state` is as `initial_state` makes it; the non-trainable values hold the masks' seed, so
+    each step draws new masks. `loss(outputs, *targets)` defaults to the model's own
+    `compute_loss` (`SelfMaskingMLM` makes its labels itself). With `donate`, a step reuses the
+    memory of the state it was given: keep only the state it returns.
     """
 
-    def loss_of(trainable, non_trainable, token_ids):
-        outputs, non_trainable = model.stateless_call(trainable, non_trainable, token_ids, training=True)
-        return model.compute_loss(y_pred=outputs), non_trainable
+    def loss_of(trainable, non_trainable, inputs, *targets):
+        outputs, non_trainable = model.stateless_call(trainable, non_trainable, inputs, training=True)
+        value = model.compute_loss(y_pred=outputs) if loss is None else loss(outputs, *targets)
+        return value, non_trainable
 
     gradient_of = jax.value_and_grad(loss_of, has_aux=True)
 
-    def step(state, token_ids):
+    def step(state, inputs, *targets):
         trainable, non_trainable, optimizer_variables = state
-        (loss, non_trainable), gradients = gradient_of(trainable, non_trainable, token_ids)
+        (value, non_trainable), gradients = gradient_of(trainable, non_trainable, inputs, *targets)
         trainable, optimizer_variables = optimizer.stateless_apply(optimizer_variables, gradients, trainable)
-        return loss, (trainable, non_trainable, optimizer_variables)
+        return value, (trainable, non_trainable, optimizer_variables)
 
-    return jax.jit(step, donate_argnums=0)
+    return jax.jit(step, donate_argnums=0 if donate else ())
 
 
 def random_token_ids(rng, count, length, vocabulary_size):
@@ -134,10 +148,7 @@ def xla_flops(compiled):
 def time_step(model, batches):
     """Seconds per jitted step on device-resident `batches` (cycled), compile seconds, XLA FLOPs."""
     optimizer = keras.optimizers.AdamW(1e-3)
-    optimizer.build(model.trainable_variables)
-    # Copies: the step donates its state's buffers, which must not be the Keras variables' own.
-    state = tuple([jax.numpy.copy(v.value) for v in variables]
-                  for variables in (model.trainable_variables, model.non_trainable_variables, optimizer.variables))
+    state = initial_state(model, optimizer)
     step = jitted_train_step(model, optimizer)
     start = time.perf_counter()
     compiled = step.lower(state, batches[0]).compile()
@@ -226,11 +237,7 @@ def parity_run(data_dir, params, steps, seed, precision, head, evaluations=10):
     model.compile(optimizer=keras.optimizers.AdamW(
         learning_rate(params["PRETRAIN_LEARNING_RATE"], params["PRETRAIN_SCHEDULE"], steps)))
     steps_per_epoch = -(-steps // evaluations)
-    # Keras carries one iterator over an array across epochs that are shorter than a pass (and
-    # stops an epoch short where it runs dry), so give it every step's batch: passes end to end.
-    rng = np.random.default_rng(seed)
-    passes = -(-evaluations * steps_per_epoch * batch_size // len(train))
-    order = np.concatenate([rng.permutation(len(train)) for _ in range(passes)])
+    order = shuffled_passes(len(train), evaluations * steps_per_epoch * batch_size, seed)
     start = time.perf_counter()
     history = model.fit(train[order], batch_size=batch_size, epochs=evaluations, steps_per_epoch=steps_per_epoch,
                         validation_data=(valid,), verbose=2, shuffle=False)

@@ -8,6 +8,7 @@ Where things live:
 - `nbhelpers.tokenization`: the WordPiece tokenizer, vocabularies, packing and length bucketing.
 - `nbhelpers.masking`: seeded dynamic MLM masking inside `tf.data`.
 - `nbhelpers.accelerator_masking`: the same masking inside the compiled step, on any backend.
+- `nbhelpers.replaced_token_detection`: ELECTRA's pretraining objective (a generator and a detector).
 - `nbhelpers.distribution`: data parallelism over devices (`data_parallel`).
 - `nbhelpers.baseline`: the bag-of-words baseline.
 - `nbhelpers.models`: the encoder, MLM pretraining model and classifier.

@@ -36,6 +36,7 @@ def build_encoder(
     norm_epsilon=1e-5,
     use_padding_mask=True,
     normalize_first=False,
+    embedding=None,
 ):
     """The transformer encoder: token ids `(batch, length)` -> vectors `(batch, length, model_dim)`.
 
@@ -53,14 +54,19 @@ def build_encoder(
         normalize_first: pre-layer-norm blocks (LayerNorm before attention and feed-forward,
             and one after the last block) instead of the guide's post-layer-norm. Pre-LN trains
             stably at higher learning rates, so it learns more in a short budget.
+        embedding: an existing `TokenAndPositionEmbedding` to use (and so share) instead of a
+            new one: ELECTRA's generator shares the pretrained encoder's
+            (`nbhelpers.replaced_token_detection`). `vocabulary_size`, `sequence_length` and
+            `model_dim` must match it.
     """
     token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
-    embedding = keras_hub.layers.TokenAndPositionEmbedding(
-        vocabulary_size=vocabulary_size,
-        sequence_length=sequence_length,
-        embedding_dim=model_dim,
-        name=EMBEDDING_LAYER,
-    )
+    if embedding is None:
+        embedding = keras_hub.layers.TokenAndPositionEmbedding(
+            vocabulary_size=vocabulary_size,
+            sequence_length=sequence_length,
+            embedding_dim=model_dim,
+            name=EMBEDDING_LAYER,
+        )
     x = embedding(token_ids)
     x = keras.layers.LayerNormalization(epsilon=norm_epsilon, name="embedding_norm")(x)
     x = keras.layers.Dropout(dropout, name="embedding_dropout")(x)

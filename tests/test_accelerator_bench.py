@@ -109,8 +109,9 @@ def test_the_gpu_label_curve_prepares_with_tensorflow_and_runs_without(tmp_path)
                 "--out", str(prepared)])
     with np.load(prepared) as arrays:
         assert arrays["train_tokens"].shape == (400, 16) and arrays["dev_tokens"].shape == (60, 16)
-        assert arrays["runs"].tolist() == [[40, 0, 5], [40, 1, 5], [80, 0, 3], [80, 1, 3]]  # budget, seed, epochs
-        train, validation = arrays["train_80_1"], arrays["validation_80_1"]
+        # budget, seed (from the profile's SEED, as notebook 04), epochs
+        assert arrays["runs"].tolist() == [[40, 1, 5], [40, 2, 5], [80, 1, 3], [80, 2, 3]]
+        train, validation = arrays["train_80_2"], arrays["validation_80_2"]
         assert len(train) + len(validation) == 80 and not set(train) & set(validation)
 
     blocker = tmp_path / "blocker"

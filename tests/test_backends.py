@@ -258,3 +258,15 @@ def test_a_logits_head_gives_the_softmax_heads_loss_and_accuracy():
         results.append(model.evaluate(ids, verbose=0, return_dict=True))
     assert results[0]["loss"] == pytest.approx(results[1]["loss"], rel=1e-5)
     assert results[0]["sparse_categorical_accuracy"] == results[1]["sparse_categorical_accuracy"]
+
+
+SETTINGS = """
+from nbhelpers.training import set_precision, use_xla
+print(json.dumps({"backend": keras.backend.backend(), "xla": use_xla(), "precision": set_precision("auto")}))
+"""
+
+
+def test_the_training_settings_ask_the_active_backend(tmp_path):
+    """Under JAX: steps are always XLA-compiled and "auto" precision asks JAX (not TensorFlow) for a GPU."""
+    result = run_script(SETTINGS, "jax", tmp_path)
+    assert {key: result[key] for key in ("xla", "precision")} == {"xla": True, "precision": "float32"}

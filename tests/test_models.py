@@ -180,3 +180,13 @@ def test_a_resumed_time_budget_keeps_the_first_runs_step_count(tmp_path):
     write_json(tmp_path / "run.json", {**config, "planned_steps": 4321})
     assert saved_step_plan(tmp_path, config) == 4321
     assert saved_step_plan(tmp_path, {**config, "seed": 2}) is None  # another run's plan is not reused
+
+
+def test_shuffled_passes_run_whole_passes_end_to_end_in_seeded_orders():
+    from nbhelpers.training import shuffled_passes
+
+    order = shuffled_passes(10, 25, seed=3)
+    assert len(order) == 25
+    assert sorted(order[:10]) == sorted(order[10:20]) == list(range(10))  # whole passes, each a permutation
+    assert list(order[:10]) != list(order[10:20])  # each in its own order
+    np.testing.assert_array_equal(order, shuffled_passes(10, 25, seed=3))

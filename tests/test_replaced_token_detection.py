@@ -1,0 +1,100 @@
+"""ELECTRA's replaced-token detection: its corruption and labels, training, resuming, and the bench."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from nbhelpers.models import EMBEDDING_LAYER, build_encoder
+from nbhelpers.replaced_token_detection import ReplacedTokenDetection
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_model(seed=1, vocabulary=60, length=16):
+    encoder = build_encoder(vocabulary, length, num_layers=1, model_dim=16, num_heads=2, intermediate_dim=32,
+                            dropout=0.0, normalize_first=True)
+    generator = build_encoder(vocabulary, length, num_layers=1, model_dim=16, num_heads=2, intermediate_dim=16,
+                              dropout=0.0, normalize_first=True, embedding=encoder.get_layer(EMBEDDING_LAYER))
+    model = ReplacedTokenDetection(encoder, generator, predictions_per_sequence=4, mask_token_id=4,
+                                   unselectable_ids=(0, 2, 3), mask_rate=0.2, seed=seed)
+    return encoder, generator, model
+
+
+def token_ids(rows=64, length=16, vocabulary=60, seed=0):
+    ids = np.random.default_rng(seed).integers(5, vocabulary, size=(rows, length)).astype("int32")
+    ids[:, 0] = 2
+    ids[: rows // 2, -4:] = 0  # padding on half the rows
+    return ids
+
+
+def test_the_corrupted_sequence_differs_from_the_input_exactly_where_labelled_replaced():
+    keras.utils.set_random_seed(0)
+    encoder, generator, model = tiny_model()
+    ids = token_ids()
+    out = {key: np.asarray(value) for key, value in model(ids).items()}
+    replaced, real = out["replaced"], out["real"]
+    np.testing.assert_array_equal(real, ids != 0)
+    # Replacements only where something was masked, never on [PAD] or [CLS], at most one per slot.
+    assert replaced.sum() > 0
+    assert not replaced[ids == 0].any() and not replaced[:, 0].any()
+    assert (replaced.sum(axis=1) <= out["mask_weights"].sum(axis=1)).all()
+    # The generator shares the encoder's embedding (ELECTRA's tying): one set of weights.
+    assert generator.get_layer(EMBEDDING_LAYER) is encoder.get_layer(EMBEDDING_LAYER)
+
+
+def test_training_lowers_the_loss_and_resuming_keeps_the_sampling_state(tmp_path):
+    keras.utils.set_random_seed(0)
+    encoder, _, model = tiny_model()
+    model.compile(optimizer=keras.optimizers.AdamW(3e-3))
+    ids = token_ids(128)
+    before = encoder.get_weights()
+    history = model.fit(ids, batch_size=32, epochs=4, verbose=0).history
+    assert sorted(history) == ["generator_accuracy", "loss", "replaced_accuracy"]
+    assert history["loss"][-1] < history["loss"][0]
+    assert any(not np.allclose(a, b) for a, b in zip(before, encoder.get_weights()))
+    model.save_weights(tmp_path / "rtd.weights.h5")
+    _, _, resumed = tiny_model()
+    resumed(ids[:2])
+    resumed.load_weights(tmp_path / "rtd.weights.h5")
+    np.testing.assert_array_equal(np.asarray(resumed.sample_seed.state.value), np.asarray(model.sample_seed.state.value))
+    np.testing.assert_array_equal(np.asarray(resumed.generator.seed_generator.state.value),
+                                  np.asarray(model.generator.seed_generator.state.value))
+
+
+def test_the_replaced_token_curve_bench_runs(tmp_path, monkeypatch):
+    from nbhelpers import synthetic
+
+    monkeypatch.chdir(tmp_path)
+    data_dir = tmp_path / "data"
+    synthetic.write_synthetic_data(data_dir, seed=7, vocabulary_size=300, sizes={
+        "sst2_train": 300, "sst2_dev": 40, "wiki_train": 20, "wiki_valid": 5, "wiki_test": 5})
+    mlm_data = tmp_path / "02_mlm_data"
+    mlm_data.mkdir()
+    vocabulary = (data_dir / "vocab" / "vocab.txt").read_text()
+    (mlm_data / "vocab.txt").write_text(vocabulary)
+    size = len(vocabulary.splitlines())
+    for split, rows in (("train", 128), ("valid", 32)):
+        np.save(mlm_data / f"{split}_tokens.npy", token_ids(rows, 16, size, seed=len(split)))
+    (mlm_data / "config.json").write_text(json.dumps(
+        {"vocabulary_size": size, "sequence_length": 16, "predictions_per_sequence": 4, "mask_rate": 0.2}))
+    params = tmp_path / "params.yaml"
+    params.write_text("SEED: 3\nNUM_LAYERS: 1\nMODEL_DIM: 16\nNUM_HEADS: 2\nINTERMEDIATE_DIM: 32\nDROPOUT: 0.0\n"
+                      "NORMALIZE_FIRST: true\nPRETRAIN_BATCH_SIZE: 8\nPRETRAIN_LEARNING_RATE: 0.003\n"
+                      "PRETRAIN_SCHEDULE: warmup_cosine\nPRETRAIN_MINUTES: 0.05\nFINETUNE_BATCH_SIZE: 16\n"
+                      "CURVE_LEARNING_RATE: 0.001\nBASELINE_MAX_TOKENS: 100\nCURVE_MIN_STEPS: 5\nBUCKETED: true\n"
+                      "CURVE_BUDGETS: \"40\"\nCURVE_SEEDS: 1\n")
+    spec = importlib.util.spec_from_file_location("replaced_token_curve", ROOT / "bench" / "replaced_token_curve.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "curve.json"
+    results = bench.main(["--mlm-data", str(mlm_data), "--params", str(params), "--data-dir", str(data_dir),
+                          "--generator-intermediate-dim", "16", "--out", str(out)])
+    assert json.loads(out.read_text())["pretraining"]["steps"] == results["pretraining"]["steps"] >= 10
+    history = results["pretraining"]["history"]
+    assert len(history["val_replaced_accuracy"]) == len(history["minutes"]) == 10
+    accuracy = results["curve"]["accuracy"]
+    assert set(accuracy) == {"bag of words", "transformer, no pretraining", "transformer, RTD-pretrained"}
+    assert all(len(accuracy[arm]["40"]) == 1 for arm in accuracy)
