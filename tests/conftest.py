@@ -1,7 +1,9 @@
-"""Shared fixtures: a hand-written vocabulary, and the real data when this machine has it."""
+"""Shared fixtures: a hand-written vocabulary, a miniature notebook-02 artifact, and the real data when present."""
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import nbhelpers  # noqa: F401  (sets the backend and quiet logs before TensorFlow loads)
@@ -20,6 +22,32 @@ HAND_VOCABULARY = [
 @pytest.fixture(scope="session")
 def hand_vocabulary():
     return list(HAND_VOCABULARY)
+
+
+@pytest.fixture
+def miniature_mlm_data(tmp_path):
+    """A factory of `(data_dir, mlm_data)`: synthetic SST-2 and its vocabulary under `tmp_path/data`,
+    and a notebook-02 artifact folder in miniature (random 16-token sequences of that vocabulary,
+    its config) under `tmp_path/02_mlm_data`, as the benches read them."""
+
+    def make(sst2_train, sst2_dev, train_rows, valid_rows, predictions):
+        from nbhelpers import synthetic
+
+        data_dir, mlm_data = tmp_path / "data", tmp_path / "02_mlm_data"
+        synthetic.write_synthetic_data(data_dir, seed=7, vocabulary_size=300, sizes={
+            "sst2_train": sst2_train, "sst2_dev": sst2_dev, "wiki_train": 20, "wiki_valid": 5, "wiki_test": 5})
+        mlm_data.mkdir()
+        vocabulary = (data_dir / "vocab" / "vocab.txt").read_text()
+        (mlm_data / "vocab.txt").write_text(vocabulary)
+        size = len(vocabulary.splitlines())
+        rng = np.random.default_rng(0)
+        for split, rows in (("train", train_rows), ("valid", valid_rows)):
+            np.save(mlm_data / f"{split}_tokens.npy", rng.integers(5, size, size=(rows, 16)).astype("int32"))
+        (mlm_data / "config.json").write_text(json.dumps(
+            {"vocabulary_size": size, "sequence_length": 16, "predictions_per_sequence": predictions, "mask_rate": 0.2}))
+        return data_dir, mlm_data
+
+    return make
 
 
 @pytest.fixture

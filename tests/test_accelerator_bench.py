@@ -79,23 +79,9 @@ def test_training_flops_count_the_guide_model():
     assert flops == 6 * (128 * 3 * 229_376 + 25 * 3_923_200)
 
 
-def test_the_gpu_label_curve_prepares_with_tensorflow_and_runs_without(tmp_path):
+def test_the_gpu_label_curve_prepares_with_tensorflow_and_runs_without(tmp_path, miniature_mlm_data):
     """bench/gpu_label_curve.py: `prepare` (tokenizer, samples) here, `run` in a TensorFlow-free JAX process."""
-    from nbhelpers import synthetic
-
-    data_dir = tmp_path / "data"
-    synthetic.write_synthetic_data(data_dir, seed=7, vocabulary_size=300, sizes={
-        "sst2_train": 400, "sst2_dev": 60, "wiki_train": 20, "wiki_valid": 5, "wiki_test": 5})
-    mlm_data = tmp_path / "02_mlm_data"
-    mlm_data.mkdir()
-    vocabulary = (data_dir / "vocab" / "vocab.txt").read_text()
-    (mlm_data / "vocab.txt").write_text(vocabulary)
-    rng = np.random.default_rng(0)
-    size = len(vocabulary.splitlines())
-    for split, rows in (("train", 64), ("valid", 16)):
-        np.save(mlm_data / f"{split}_tokens.npy", rng.integers(5, size, size=(rows, 16)).astype("int32"))
-    (mlm_data / "config.json").write_text(json.dumps(
-        {"vocabulary_size": size, "sequence_length": 16, "predictions_per_sequence": 3, "mask_rate": 0.2}))
+    data_dir, mlm_data = miniature_mlm_data(sst2_train=400, sst2_dev=60, train_rows=64, valid_rows=16, predictions=3)
     params = tmp_path / "params.yaml"
     params.write_text("SEED: 1\nNUM_LAYERS: 1\nMODEL_DIM: 16\nNUM_HEADS: 2\nINTERMEDIATE_DIM: 32\nDROPOUT: 0.0\n"
                       "NORMALIZE_FIRST: true\nPRETRAIN_BATCH_SIZE: 16\nPRETRAIN_LEARNING_RATE: 0.01\n"

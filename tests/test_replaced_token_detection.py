@@ -64,22 +64,9 @@ def test_training_lowers_the_loss_and_resuming_keeps_the_sampling_state(tmp_path
                                   np.asarray(model.generator.seed_generator.state.value))
 
 
-def test_the_replaced_token_curve_bench_runs(tmp_path, monkeypatch):
-    from nbhelpers import synthetic
-
+def test_the_replaced_token_curve_bench_runs(tmp_path, monkeypatch, miniature_mlm_data):
     monkeypatch.chdir(tmp_path)
-    data_dir = tmp_path / "data"
-    synthetic.write_synthetic_data(data_dir, seed=7, vocabulary_size=300, sizes={
-        "sst2_train": 300, "sst2_dev": 40, "wiki_train": 20, "wiki_valid": 5, "wiki_test": 5})
-    mlm_data = tmp_path / "02_mlm_data"
-    mlm_data.mkdir()
-    vocabulary = (data_dir / "vocab" / "vocab.txt").read_text()
-    (mlm_data / "vocab.txt").write_text(vocabulary)
-    size = len(vocabulary.splitlines())
-    for split, rows in (("train", 128), ("valid", 32)):
-        np.save(mlm_data / f"{split}_tokens.npy", token_ids(rows, 16, size, seed=len(split)))
-    (mlm_data / "config.json").write_text(json.dumps(
-        {"vocabulary_size": size, "sequence_length": 16, "predictions_per_sequence": 4, "mask_rate": 0.2}))
+    data_dir, mlm_data = miniature_mlm_data(sst2_train=300, sst2_dev=40, train_rows=128, valid_rows=32, predictions=4)
     params = tmp_path / "params.yaml"
     params.write_text("SEED: 3\nNUM_LAYERS: 1\nMODEL_DIM: 16\nNUM_HEADS: 2\nINTERMEDIATE_DIM: 32\nDROPOUT: 0.0\n"
                       "NORMALIZE_FIRST: true\nPRETRAIN_BATCH_SIZE: 8\nPRETRAIN_LEARNING_RATE: 0.003\n"
