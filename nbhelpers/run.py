@@ -12,13 +12,18 @@ their artifact folders, in the artifacts folder.
 """
 
 import argparse
+import os
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 
 import nbformat
 import papermill
 import yaml
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.paths import jupyter_runtime_dir
+from traitlets import default
 
 from nbhelpers.notebook_hygiene import clean_notebook
 
@@ -83,6 +88,34 @@ def parse_value(text):
     return yaml.safe_load(text) if text != "" else ""
 
 
+class LocalSocketKernelManager(AsyncKernelManager):
+    """Kernels reached through socket files (ZeroMQ `ipc`) rather than TCP ports.
+
+    A kernel's five TCP ports are picked free and bound a moment later; two kernels starting at
+    once on one machine (the test suite's two workers, one under nbval) can pick the same port
+    and one dies ("Address already in use", seen once in four runs of `make test`). Socket files
+    are named after each kernel's own connection file, so they cannot collide.
+    """
+
+    @default("transport")
+    def _default_transport(self):
+        return "ipc"
+
+    @default("ip")
+    def _default_ip(self):
+        # Jupyter's default names the sockets "kernel-ipc-N" in the working folder, N the first
+        # free number: a race again. Name this kernel's connection file first, and its sockets after it.
+        if not self.connection_file:
+            runtime = jupyter_runtime_dir()
+            os.makedirs(runtime, exist_ok=True)
+            self.connection_file = os.path.join(runtime, f"kernel-{uuid.uuid4()}.json")
+        return os.path.splitext(self.connection_file)[0] + "-ipc"
+
+
+# ZeroMQ's ipc transport exists on Linux and macOS; elsewhere keep Jupyter's default (TCP).
+KERNEL_MANAGER = {"kernel_manager_class": LocalSocketKernelManager} if os.name == "posix" else {}
+
+
 def run_series(paths, values, artifacts_dir, kernel_name=None):
     """Execute notebooks in order; each executed copy lands in `artifacts_dir`. Returns their paths."""
     artifacts_dir = Path(artifacts_dir).resolve()
@@ -103,6 +136,7 @@ def run_series(paths, values, artifacts_dir, kernel_name=None):
             cwd=str(path.parent),
             kernel_name=kernel_name,
             progress_bar=False,
+            **KERNEL_MANAGER,
         )
         executed.append(output)
     return executed
@@ -115,7 +149,8 @@ def refresh_committed(paths, kernel_name=None):
             output = Path(scratch) / path.name
             print(f"== refreshing {path.name}", flush=True)
             papermill.execute_notebook(
-                str(path), str(output), cwd=str(path.parent), kernel_name=kernel_name, progress_bar=False
+                str(path), str(output), cwd=str(path.parent), kernel_name=kernel_name, progress_bar=False,
+                **KERNEL_MANAGER,
             )
             notebook = clean_notebook(nbformat.read(output, as_version=4))
             nbformat.write(notebook, path)

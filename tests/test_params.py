@@ -69,3 +69,18 @@ def test_profiles_and_values_from_the_command_line():
     assert parse_value("") == ""
     with pytest.raises(SystemExit, match="Profile 'nope' not found"):
         load_profile("nope")
+
+
+def test_papermill_kernels_talk_over_socket_files_unique_to_each_kernel():
+    """Two kernels starting at once (the two test workers) cannot pick the same TCP port or socket name."""
+    import os
+
+    from nbhelpers.run import KERNEL_MANAGER, LocalSocketKernelManager
+
+    if os.name != "posix":
+        assert KERNEL_MANAGER == {}
+        return
+    first, second = LocalSocketKernelManager(), LocalSocketKernelManager()
+    assert first.transport == second.transport == "ipc"
+    assert first.ip != second.ip and os.path.isabs(first.ip)
+    assert first.ip == os.path.splitext(first.connection_file)[0] + "-ipc"
