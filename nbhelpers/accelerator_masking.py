@@ -11,6 +11,22 @@ import keras
 from keras import ops
 
 
+def write_at_positions(token_ids, positions, in_use, values):
+    """`token_ids` `(batch, length)` with `values[b, slot]` written at `positions[b, slot]` where `in_use`.
+
+    Slots not in use change nothing (their position may be anything). Done with a one-hot
+    `(batch, slots, length)` comparison rather than a scatter, which every backend compiles alike.
+    """
+    length = ops.shape(token_ids)[1]
+    # `hits[b, slot, i]`: whether that slot writes position i.
+    hits = ops.logical_and(
+        ops.equal(positions[:, :, None], ops.arange(length, dtype="int32")[None, None, :]), in_use[:, :, None]
+    )
+    hits = ops.cast(hits, "int32")
+    written = ops.max(hits, axis=1) > 0
+    return ops.where(written, ops.sum(hits * ops.cast(values, "int32")[:, :, None], axis=1), token_ids)
+
+
 class SelfMaskingMLM(keras.Model):
     """Trains a masked-language model on raw token ids, drawing new masks in every step.
 
@@ -125,14 +141,7 @@ class SelfMaskingMLM(keras.Model):
             self.mask_token_id,
             ops.where(draw < self.mask_token_rate + self.random_token_rate, random_tokens, originals),
         )
-        # Write the replacements back: `hits[b, slot, i]` is whether that slot chose position i.
-        hits = ops.logical_and(
-            ops.equal(positions[:, :, None], ops.arange(length, dtype="int32")[None, None, :]),
-            in_use[:, :, None],
-        )
-        hits = ops.cast(hits, "int32")
-        is_chosen = ops.max(hits, axis=1) > 0
-        masked = ops.where(is_chosen, ops.sum(hits * replacements[:, :, None], axis=1), token_ids)
+        masked = write_at_positions(token_ids, positions, in_use, replacements)
         return {
             "token_ids": masked,
             "mask_positions": positions,

@@ -25,7 +25,7 @@ Example:
 import keras
 from keras import ops
 
-from nbhelpers.accelerator_masking import SelfMaskingMLM
+from nbhelpers.accelerator_masking import SelfMaskingMLM, write_at_positions
 from nbhelpers.models import PAD_ID, build_pretraining_model
 
 
@@ -88,16 +88,7 @@ class ReplacedTokenDetection(keras.Model):
         batch, slots, vocabulary = ops.shape(logits)[0], ops.shape(logits)[1], ops.shape(logits)[2]
         flat = ops.reshape(ops.stop_gradient(ops.cast(logits, "float32")), (batch * slots, vocabulary))
         sampled = ops.reshape(keras.random.categorical(flat, 1, seed=self.sample_seed), (batch, slots))
-        # Write each used slot's sample at its position (`hits[b, slot, i]`: that slot is position i).
-        length = ops.shape(token_ids)[1]
-        in_use = masked["mask_weights"] > 0
-        hits = ops.logical_and(
-            ops.equal(masked["mask_positions"][:, :, None], ops.arange(length, dtype="int32")[None, None, :]),
-            in_use[:, :, None],
-        )
-        hits = ops.cast(hits, "int32")
-        chosen = ops.max(hits, axis=1) > 0
-        corrupted = ops.where(chosen, ops.sum(hits * ops.cast(sampled, "int32")[:, :, None], axis=1), token_ids)
+        corrupted = write_at_positions(token_ids, masked["mask_positions"], masked["mask_weights"] > 0, sampled)
         detected = self.detector(self.encoder(corrupted, training=training))[:, :, 0]
         return {
             "generator_logits": logits, "mask_ids": masked["mask_ids"], "mask_weights": masked["mask_weights"],
