@@ -4,6 +4,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "speed.py"
 
 
@@ -17,11 +19,23 @@ def test_the_benchmark_runs_and_reports_both_sides(tmp_path, monkeypatch):
                 "--finetune-epochs", "1", "--out", str(out)])
     results = json.loads(out.read_text())
     pretraining, finetuning = results["pretraining"], results["finetuning"]
-    # Packing leaves (almost) no padding; the guide's truncate-and-pad leaves plenty.
-    assert pretraining["ours"]["useful_share"] > 0.99 > pretraining["guide"]["useful_share"]
-    assert pretraining["useful_tokens_per_second_ratio"] > 0
-    for side in ("guide", "ours"):
-        assert len(finetuning[side]["dev_accuracy"]) == 1 and 0 <= finetuning[side]["dev_accuracy"][0] <= 1
+    # Our side ran on both backends (JAX in a child process) from the guide's initial weights.
+    assert set(pretraining["ours"]) == set(finetuning["ours"]) == {"jax", "tensorflow"}
+    for backend, ours in pretraining["ours"].items():
+        # Packing leaves (almost) no padding; the guide's truncate-and-pad leaves plenty.
+        assert ours["useful_share"] > 0.99 > pretraining["guide"]["useful_share"]
+        assert pretraining["useful_tokens_per_second_ratio"][backend] > 0
+    for side in (finetuning["guide"], *finetuning["ours"].values()):
+        assert len(side["dev_accuracy"]) == 1 and 0 <= side["dev_accuracy"][0] <= 1
+
+
+def test_the_benchmark_refuses_unknown_backends(capsys):
+    spec = importlib.util.spec_from_file_location("speed", BENCH)
+    speed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(speed)
+    with pytest.raises(SystemExit):
+        speed.main(["--ours-backends", "jax,theano"])
+    assert "--ours-backends: give one or more of jax, tensorflow" in capsys.readouterr().err
 
 
 def test_the_pretraining_recipe_comparison_runs_and_records_curves(tmp_path, monkeypatch):

@@ -83,6 +83,19 @@ def test_a_time_budget_is_planned_as_steps_with_ten_evaluations(tiny_series, tmp
     assert 0 <= metrics["val_known_token_accuracy"] <= 1
 
 
+def test_pretraining_and_fine_tuning_run_on_jax_and_the_export_on_tensorflow(tiny_series, tmp_path, monkeypatch):
+    # KERAS_BACKEND=jax for the whole series: 03 and 04 train on JAX (bench/speed.py: faster on a
+    # CPU), 05 switches itself to TensorFlow, the only backend whose tensors hold strings.
+    for name in ("01_baseline", "02_mlm_data"):
+        shutil.copytree(tiny_series[0] / name, tmp_path / name)
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    run_series(notebook_paths(only=["03", "04", "05"]), {"CURVE_BUDGETS": ""}, tmp_path)
+    assert read_json(tmp_path / "03_encoder" / "config.json")["keras_backend"] == "jax"
+    assert 0 <= read_json(tmp_path / "03_encoder" / "metrics.json")["val_mlm_accuracy"] <= 1
+    export = read_json(tmp_path / "05_export" / "metrics.json")
+    assert all(export["same_labels_as_classifier"].values()) and export["max_difference_vs_classifier"] <= 1e-3
+
+
 def test_a_notebook_without_its_input_artifact_names_the_notebook_to_run_first(tmp_path):
     with pytest.raises(papermill.PapermillExecutionError, match="Run notebooks/02_mlm_preprocessing.ipynb first"):
         run_series(notebook_paths(only=["03"]), {}, tmp_path)
