@@ -156,14 +156,13 @@ def pretraining_side(side, tokenizer, paragraphs, warmup_steps, steps, rounds=2)
     and the guide's side runs first.)
     """
     set_seed(0)
-    prepare_seconds = 0.0
+    prepare_seconds = None
     if side == "guide":
         data = guide_pretraining_data(tokenizer, paragraphs).repeat()
     else:
         start = time.perf_counter()
         packed = pack_texts(tokenizer, paragraphs)  # once, like notebook 02 (not per epoch)
         prepare_seconds = time.perf_counter() - start
-        set_seed(0)
         data = mlm_dataset(packed, make_mask_generator(tokenizer, MASK_RATE, PREDICTIONS), PRETRAIN_BATCH,
                            shuffle_seed=0).repeat()
     round_seconds = []
@@ -176,10 +175,10 @@ def pretraining_side(side, tokenizer, paragraphs, warmup_steps, steps, rounds=2)
     pipeline = time_pipeline(data, warmup_steps + steps) * steps / (warmup_steps + steps)
     # The guide re-tokenizes every step; its pipeline runs in parallel with training, so a
     # step costs at least the slower of the two. Ours tokenizes once per run.
-    result = {"seconds": seconds, "seconds_per_round": round_seconds, "pipeline_seconds": pipeline, "useful_tokens": useful,
-              "useful_tokens_per_second": useful / max(seconds, pipeline),
+    result = {"seconds": seconds, "seconds_per_round": round_seconds, "pipeline_seconds": pipeline,
+              "useful_tokens": useful, "useful_tokens_per_second": useful / max(seconds, pipeline),
               "useful_share": useful / (steps * PRETRAIN_BATCH * SEQUENCE_LENGTH)}
-    if side != "guide":
+    if prepare_seconds is not None:
         result["one_time_tokenize_seconds"] = prepare_seconds
     return result
 
@@ -206,6 +205,15 @@ def finetuning_side(side, tokenizer, train, dev, initial_weights, epochs, target
     if prepare_seconds is not None:
         result["one_time_tokenize_seconds"] = prepare_seconds
     return result
+
+
+def ours_side(args, tokenizer, paragraphs, train, dev, initial_weights):
+    """Our side, pretraining and fine-tuning, on this process's Keras backend."""
+    return {"keras_backend": keras.backend.backend(),
+            "pretraining": pretraining_side("ours", tokenizer, paragraphs, args.warmup_steps, args.pretrain_steps,
+                                            args.pretrain_rounds),
+            "finetuning": finetuning_side("ours", tokenizer, train, dev, initial_weights, args.finetune_epochs,
+                                          args.target_accuracy)}
 
 
 def ours_on_backend(backend, args, initial_weights_path):
@@ -258,11 +266,7 @@ def main(argv=None):
     if args.ours_only:
         weights = np.load(args.initial_weights)
         initial_weights = [weights[f"arr_{index}"] for index in range(len(weights.files))]
-        ours = {"keras_backend": keras.backend.backend(),
-                "pretraining": pretraining_side("ours", tokenizer, paragraphs, args.warmup_steps, args.pretrain_steps,
-                                                args.pretrain_rounds),
-                "finetuning": finetuning_side("ours", tokenizer, train, dev, initial_weights, args.finetune_epochs,
-                                              args.target_accuracy)}
+        ours = ours_side(args, tokenizer, paragraphs, train, dev, initial_weights)
         Path(args.out).write_text(json.dumps(ours, default=float) + "\n")
         return ours
 
@@ -287,9 +291,8 @@ def main(argv=None):
         weights_path = Path(folder) / "initial_weights.npz"
         np.savez(weights_path, *initial_weights)
         for backend in backends:
-            if backend == "tensorflow":  # this process's backend
-                ours[backend] = main(["--ours-only", "--initial-weights", str(weights_path),
-                                      "--out", str(Path(folder) / "ours.json"), *_shared_arguments(args)])
+            if backend == keras.backend.backend():
+                ours[backend] = ours_side(args, tokenizer, paragraphs, train, dev, initial_weights)
             else:
                 ours[backend] = ours_on_backend(backend, args, weights_path)
 
@@ -302,8 +305,9 @@ def main(argv=None):
     results["finetuning"] = {
         "train_sentences": len(train[0]), "epochs": args.finetune_epochs, "target_accuracy": args.target_accuracy,
         "guide": guide_finetuning, "ours": {backend: side["finetuning"] for backend, side in ours.items()},
-        "seconds_per_epoch_ratio": {backend: float(np.mean(guide_epochs) / np.mean(side["finetuning"]["seconds_per_epoch"]))
-                                    for backend, side in ours.items()},
+        "seconds_per_epoch_ratio": {
+            backend: float(np.mean(guide_epochs) / np.mean(side["finetuning"]["seconds_per_epoch"]))
+            for backend, side in ours.items()},
         # The first epoch also compiles the step once per bucket shape; later ones do not.
         "last_epoch_seconds_ratio": {backend: guide_epochs[-1] / side["finetuning"]["seconds_per_epoch"][-1]
                                      for backend, side in ours.items()},
@@ -322,27 +326,25 @@ def print_table(results, target):
     columns = ["guide (tensorflow)"] + [f"ours ({backend})" for backend in backends]
     print(f"{'':<40}" + "".join(f"{column:>20}" for column in columns))
 
-    def row(label, guide, ours, fmt, ratios=None):
-        cells = [format(guide, fmt)] + [format(value, fmt) for value in ours]
+    def row(label, part, value, fmt, ratios=None):
+        """One line: `value(side)` for the guide and each backend of ours, with ratios where given."""
+        cells = [format(value(side), fmt) for side in [part["guide"], *(part["ours"][b] for b in backends)]]
         if ratios:
-            cells[1:] = [f"{cell} ({ratio:.2f}x)" for cell, ratio in zip(cells[1:], ratios)]
+            cells[1:] = [f"{cell} ({ratios[b]:.2f}x)" for cell, b in zip(cells[1:], backends)]
         print(f"{label:<40}" + "".join(f"{cell:>20}" for cell in cells))
 
-    ours_pre = [pre["ours"][b] for b in backends]
-    row("pretraining: useful tokens / s", pre["guide"]["useful_tokens_per_second"],
-        [o["useful_tokens_per_second"] for o in ours_pre], ",.0f", [pre["useful_tokens_per_second_ratio"][b] for b in backends])
-    row("pretraining: seconds per step", pre["guide"]["seconds"] / pre["steps"], [o["seconds"] / pre["steps"] for o in ours_pre], ".2f")
-    row("pretraining: useful share of tokens", pre["guide"]["useful_share"], [o["useful_share"] for o in ours_pre], ".1%")
-    ours_fine = [fine["ours"][b] for b in backends]
-    row("fine-tuning: seconds / epoch", np.mean(fine["guide"]["seconds_per_epoch"]),
-        [np.mean(o["seconds_per_epoch"]) for o in ours_fine], ".1f", [fine["seconds_per_epoch_ratio"][b] for b in backends])
-    row("fine-tuning: seconds, last epoch", fine["guide"]["seconds_per_epoch"][-1],
-        [o["seconds_per_epoch"][-1] for o in ours_fine], ".1f", [fine["last_epoch_seconds_ratio"][b] for b in backends])
-    print(f"{'fine-tuning: dev accuracy per epoch':<40}"
-          + "".join(f"{' '.join(f'{a:.3f}' for a in side['dev_accuracy']):>20}" for side in [fine["guide"], *ours_fine]))
-    print(f"{f'fine-tuning: seconds to dev {target}':<40}"
-          + "".join(f"{side['seconds_to_target']:>20.1f}" if side["seconds_to_target"] is not None
-                    else f"{'not reached':>20}" for side in [fine["guide"], *ours_fine]))
+    row("pretraining: useful tokens / s", pre, lambda side: side["useful_tokens_per_second"], ",.0f",
+        pre["useful_tokens_per_second_ratio"])
+    row("pretraining: seconds per step", pre, lambda side: side["seconds"] / pre["steps"], ".2f")
+    row("pretraining: useful share of tokens", pre, lambda side: side["useful_share"], ".1%")
+    row("fine-tuning: seconds / epoch", fine, lambda side: np.mean(side["seconds_per_epoch"]), ".1f",
+        fine["seconds_per_epoch_ratio"])
+    row("fine-tuning: seconds, last epoch", fine, lambda side: side["seconds_per_epoch"][-1], ".1f",
+        fine["last_epoch_seconds_ratio"])
+    row("fine-tuning: dev accuracy per epoch", fine,
+        lambda side: " ".join(f"{a:.3f}" for a in side["dev_accuracy"]), "")
+    row(f"fine-tuning: seconds to dev {target}", fine,
+        lambda side: "not reached" if side["seconds_to_target"] is None else f"{side['seconds_to_target']:.1f}", "")
 
 
 if __name__ == "__main__":
