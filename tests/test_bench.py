@@ -15,8 +15,8 @@ def test_the_benchmark_runs_and_reports_both_sides(tmp_path, monkeypatch):
     speed = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(speed)
     out = tmp_path / "speed.json"
-    speed.main(["--warmup-steps", "1", "--pretrain-steps", "1", "--finetune-examples", "128",
-                "--finetune-epochs", "1", "--out", str(out)])
+    speed.main(["--warmup-steps", "1", "--pretrain-steps", "2", "--finetune-examples", "128",
+                "--finetune-epochs", "1", "--chunks", "2", "--out", str(out)])
     results = json.loads(out.read_text())
     pretraining, finetuning = results["pretraining"], results["finetuning"]
     # Our side ran on both backends (JAX in a child process) from the guide's initial weights.
@@ -27,6 +27,13 @@ def test_the_benchmark_runs_and_reports_both_sides(tmp_path, monkeypatch):
         assert pretraining["useful_tokens_per_second_ratio"][backend] > 0
     for side in (finetuning["guide"], *finetuning["ours"].values()):
         assert len(side["dev_accuracy"]) == 1 and 0 <= side["dev_accuracy"][0] <= 1
+    # The sides took turns on the machine, never two at once.
+    turns = sorted((start, end, side) for side, spans in results["turns"].items() for start, end in spans)
+    assert {side for _, _, side in turns} == {"guide", "ours (jax)", "ours (tensorflow)"}
+    assert all(end <= next_start for (_, end, _), (next_start, _, _) in zip(turns, turns[1:]))
+    guide_spans = results["turns"]["guide"]
+    for side in ("ours (jax)", "ours (tensorflow)"):  # each ran while the guide was still at work
+        assert any(guide_spans[0][1] <= start < guide_spans[-1][0] for start, _ in results["turns"][side])
 
 
 def test_the_benchmark_refuses_unknown_backends(capsys):
