@@ -71,7 +71,7 @@ class Turns(keras.callbacks.Callback):
     """This process's share of the machine: train for a turn, hand over, wait for the next turn.
 
     As a callback of every `fit`, it hands over after each `chunks`-th of an epoch's steps;
-    `take_turn_end()` hands over anywhere else. `clock()` counts seconds of this side's turns
+    `end_turn()` hands over anywhere else. `clock()` counts seconds of this side's turns
     only (the time spent waiting for the others is left out). `turns` records each turn as
     `(start, end)` in `time.time()` seconds, so a run can show that no two sides overlapped.
 
@@ -369,7 +369,7 @@ def main(argv=None):
     if args.ours_only:  # a child: loaded; wait for the first turn before any work
         turns = Turns(child_hand_over(args.turn_fds), args.chunks) if args.turn_fds else Turns(chunks=args.chunks)
         turns.end_turn()
-        turns.turns.clear()
+        turns.turns.clear()  # loading was not a turn: the parent waits for it before its own work
     data_dir = resolve_data_dir(args.data_dir, "artifacts")
     tokenizer = make_tokenizer(find_vocabulary(data_dir), SEQUENCE_LENGTH)
     paragraphs = load_wikitext(data_dir, "valid")  # the validation split: the real files here lack train
