@@ -262,8 +262,7 @@ def pretraining_side(side, tokenizer, paragraphs, warmup_steps, steps, rounds, t
     """Time one side's pretraining: useful tokens per second, its step and its input pipeline.
 
     Each round trains a new model on the same batches; the fastest round counts. (The first
-    model trained in a process ran up to 1.4x slower than a second one on this 2-core machine,
-    and the guide's side runs first.)
+    model trained in a process ran up to 1.4x slower than a second one on this 2-core machine.)
     """
     set_seed(0)
     prepare_seconds = None
@@ -366,10 +365,10 @@ def main(argv=None):
     if unknown or not backends:
         parser.error(f"--ours-backends: give one or more of {', '.join(BACKENDS)} (got {args.ours_backends!r})")
 
-    if args.ours_only:  # a child: loaded; wait for the first turn before any work
-        turns = Turns(child_hand_over(args.turn_fds), args.chunks) if args.turn_fds else Turns(chunks=args.chunks)
-        turns.end_turn()
-        turns.turns.clear()  # loading was not a turn: the parent waits for it before its own work
+    if args.ours_only:  # a child, started by `Children.start`: loaded; wait for the first turn before any work
+        hand_over = child_hand_over(args.turn_fds)
+        hand_over()
+        turns = Turns(hand_over, args.chunks)
     data_dir = resolve_data_dir(args.data_dir, "artifacts")
     tokenizer = make_tokenizer(find_vocabulary(data_dir), SEQUENCE_LENGTH)
     paragraphs = load_wikitext(data_dir, "valid")  # the validation split: the real files here lack train
