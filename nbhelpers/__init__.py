@@ -12,6 +12,7 @@ Where things live:
 - `nbhelpers.distribution`: data parallelism over devices (`data_parallel`).
 - `nbhelpers.baseline`: the bag-of-words baseline.
 - `nbhelpers.models`: the encoder, MLM pretraining model and classifier.
+- `nbhelpers.word_vectors`: word vectors from co-occurrence counts, a start for the token embedding.
 - `nbhelpers.metrics`: MLM accuracy over targets other than `[UNK]`.
 - `nbhelpers.training`: precision policy, seeding, schedules, time budgets and a logged, resumable `fit`.
 - `nbhelpers.label_budget`: the label-budget curve of notebook 04 (three arms, budgets, seeds).

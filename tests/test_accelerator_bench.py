@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench" / "gpu_step.py"
@@ -99,6 +100,8 @@ def test_the_gpu_label_curve_prepares_with_tensorflow_and_runs_without(tmp_path,
         assert arrays["runs"].tolist() == [[40, 1, 5], [40, 2, 5], [80, 1, 3], [80, 2, 3]]
         train, validation = arrays["train_80_2"], arrays["validation_80_2"]
         assert len(train) + len(validation) == 80 and not set(train) & set(validation)
+        assert arrays["bag_of_words_accuracy"].shape == (4,)  # one per run, on its sample
+        assert arrays["cooccurrence_vectors"].shape[1] == 16  # MODEL_DIM
 
     blocker = tmp_path / "blocker"
     blocker.mkdir()
@@ -106,15 +109,27 @@ def test_the_gpu_label_curve_prepares_with_tensorflow_and_runs_without(tmp_path,
     out = tmp_path / "curve.json"
     done = subprocess.run(
         [sys.executable, str(BENCH.with_name("gpu_label_curve.py")), "run", "--mlm-data", str(mlm_data),
-         "--params", str(params), "--prepared", str(prepared), "--cpu-steps", "4", "--scale", "2", "--out", str(out)],
+         "--params", str(params), "--prepared", str(prepared), "--arm", "no pretraining", "random", "0", "0",
+         "--arm", "MLM", "random", "4", "16", "--arm", "vectors", "cooccurrence", "0", "0",
+         "--arm", "vectors + MLM", "cooccurrence", "8", "8", "--out", str(out)],
         env={**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": f"{blocker}{os.pathsep}{ROOT}"},
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
     assert done.returncode == 0, done.stderr[-4000:]
     results = json.loads(out.read_text())
-    assert [p["steps"] for p in results["pretraining"].values()] == [4, 8]
+    assert {name: (p["steps"], p["batch"]) for name, p in results["pretraining"].items()} == {
+        "MLM": (4, 16), "vectors": (0, 0), "vectors + MLM": (8, 8)}
     accuracy = results["curve"]["accuracy"]
-    assert set(accuracy) == {"transformer, no pretraining", "transformer, pretrained 1x", "transformer, pretrained 2x"}
+    assert list(accuracy) == ["bag of words", "no pretraining", "MLM", "vectors", "vectors + MLM"]
     for per_budget in accuracy.values():
         assert set(per_budget) == {"40", "80"} and all(len(v) == 2 and all(0 <= a <= 1 for a in v)
                                                          for v in per_budget.values())
+
+
+def test_the_gpu_label_curve_refuses_a_malformed_arm(tmp_path):
+    spec = importlib.util.spec_from_file_location("gpu_label_curve", BENCH.with_name("gpu_label_curve.py"))
+    curve = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(curve)
+    for arm in (["x", "glove", "0", "0"], ["x", "random", "100", "0"], ["x", "random", "ten", "64"]):
+        with pytest.raises(SystemExit):
+            curve.main(["run", "--mlm-data", str(tmp_path), "--prepared", "none.npz", "--arm", *arm, "--out", "x.json"])

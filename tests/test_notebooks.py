@@ -78,6 +78,9 @@ def test_a_time_budget_is_planned_as_steps_with_ten_evaluations(tiny_series, tmp
     metrics = read_json(tmp_path / "03_encoder" / "metrics.json")
     assert config["pretrain_minutes"] == 0.25 and config["normalize_first"] is True
     assert config["planned_steps"] >= 10 and "steps fit in 0.25 minutes" in executed[0].read_text()
+    # The tiny profile starts the embedding from co-occurrence vectors; their time counts against the budget.
+    assert config["embedding_start"] == "cooccurrence" and 0 < metrics["embedding_start_seconds"] < 15
+    assert "token embedding started from co-occurrence vectors" in executed[0].read_text()
     assert metrics["optimizer_steps"] == config["planned_steps"] // 10 * 10
     assert len(metrics["history"]["loss"]) == 10 and metrics["history"]["minutes"] == sorted(metrics["history"]["minutes"])
     assert 0 <= metrics["val_known_token_accuracy"] <= 1
