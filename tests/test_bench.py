@@ -4,7 +4,12 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from nbhelpers.models import build_classifier, build_encoder
+from nbhelpers.tokenization import classification_dataset
+from nbhelpers.training import compile_classifier, set_seed
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "speed.py"
 
@@ -27,6 +32,9 @@ def test_the_benchmark_runs_and_reports_both_sides(tmp_path, monkeypatch):
         assert pretraining["useful_tokens_per_second_ratio"][backend] > 0
     for side in (finetuning["guide"], *finetuning["ours"].values()):
         assert len(side["dev_accuracy"]) == 1 and 0 <= side["dev_accuracy"][0] <= 1
+        assert side["compile_seconds"] > 0 and side["batch_shapes"] >= 1
+    assert finetuning["guide"]["batch_shapes"] <= 2  # padded to 128 (the last batch may be smaller)
+    assert all(ours["batch_shapes"] > 2 for ours in finetuning["ours"].values())  # bucketed
     # The sides took turns on the machine, never two at once.
     turns = sorted((start, end, side) for side, spans in results["turns"].items() for start, end in spans)
     assert {side for _, _, side in turns} == {"guide", "ours (jax)", "ours (tensorflow)"}
@@ -63,3 +71,31 @@ def test_the_pretraining_recipe_comparison_runs_and_records_curves(tmp_path, mon
     assert packed["useful_token_share"] > 0.95 > record["results"]["the guide's recipe"]["useful_token_share"]
     assert out.with_suffix(".png").is_file()
 
+
+
+def test_compiling_every_shape_first_changes_nothing_in_the_training(tmp_path):
+    """The bench's warm-up trains on one batch per shape, then puts weights and optimizer state back."""
+    spec = importlib.util.spec_from_file_location("speed", BENCH)
+    speed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(speed)
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 40, 96)
+    tokens = np.where(np.arange(40) < lengths[:, None], rng.integers(5, 50, (96, 40)), 0)
+    labels = rng.integers(0, 2, 96)
+
+    def trained(warm_up_first):
+        set_seed(0)
+        model = compile_classifier(build_classifier(build_encoder(50, 40, 1, 8, 2, 16, 0.0)), 1e-3)
+        data = classification_dataset(tokens, labels, 8, shuffle_seed=0, bucketed=True)
+        if warm_up_first:
+            seconds, shapes = speed.compile_every_shape(model, data, speed.Turns())
+            assert seconds > 0 and shapes > 2
+            assert int(model.optimizer.iterations) == 0
+        else:
+            for _ in data:  # the warm-up reads the data once, which moves tf.data's seeded reshuffling on
+                pass
+        model.fit(data, epochs=2, verbose=0, shuffle=False)
+        return model.get_weights()
+
+    for with_warm_up, without in zip(trained(True), trained(False)):
+        np.testing.assert_allclose(with_warm_up, without, rtol=1e-5, atol=1e-6)
