@@ -20,11 +20,10 @@ Example:
 >>> start_token_embedding(encoder, vectors)  # rows without a vector keep their random start
 """
 
+import keras
 import numpy as np
 import scipy.sparse
 import scipy.sparse.linalg
-
-import keras
 
 from nbhelpers.models import EMBEDDING_LAYER
 
