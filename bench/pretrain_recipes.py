@@ -38,7 +38,7 @@ import numpy as np
 
 from nbhelpers.data import find_vocabulary, load_corpus, resolve_data_dir
 from nbhelpers.masking import make_mask_generator, mlm_dataset
-from nbhelpers.metrics import KnownTokenAccuracy
+from nbhelpers.metrics import MaskedTokenAccuracy
 from nbhelpers.models import build_encoder, build_pretraining_model
 from nbhelpers.tokenization import compute_vocabulary, make_tokenizer, pack_texts, tokenize_texts
 from nbhelpers.training import (
@@ -118,7 +118,8 @@ def train_for_minutes(recipe, tokenizer, train_tokens, valid_tokens, minutes, ev
         optimizer=keras.optimizers.AdamW(
             learning_rate(recipe.peak_learning_rate, recipe.schedule, per_evaluation * evaluations)
         ),
-        weighted_metrics=["sparse_categorical_accuracy", KnownTokenAccuracy(tokenizer.token_to_id("[UNK]"))],
+        weighted_metrics=[MaskedTokenAccuracy(name="sparse_categorical_accuracy"),
+                          MaskedTokenAccuracy(ignore_id=tokenizer.token_to_id("[UNK]"), name="known_token_accuracy")],
         jit_compile=use_xla(),
     )
     clock = WallClock()

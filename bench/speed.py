@@ -9,8 +9,11 @@ Both sides train the same model size (the guide's encoder: 3 layers, width 128, 
   dropout 0.1. Ours reads token arrays made once, packs text end to end into full sequences (no
   padding), masks with the seeded masker, ignores `[PAD]` in attention and pretrains as the
   `cpu` profile does: pre-layer-norm blocks without dropout (dropout is for fine-tuning; in a
-  short pretraining it only slows learning, and drawing its masks costs time on a CPU).
-  "Useful" tokens are the non-`[PAD]` tokens a step trains on.
+  short pretraining it only slows learning, and drawing its masks costs time on a CPU), logging
+  the MLM accuracy with notebook 03's one-pass metric (`MaskedTokenAccuracy`) where the guide
+  logs Keras's `sparse_categorical_accuracy` (the same value). "Useful" tokens are the
+  non-`[PAD]` tokens a step trains on; a round's seconds run from the start of its first step
+  to the end of its last.
 - **Fine-tuning, seconds per epoch and dev accuracy.** The guide tokenizes SST-2 every epoch,
   pads every sentence to 128 tokens and averages over all positions, padding included. Ours
   tokenizes once, buckets batches by length (padded to 16/32/64/128) and averages over real
@@ -53,6 +56,7 @@ import tensorflow as tf
 
 from nbhelpers.data import find_vocabulary, load_sst2, load_wikitext, resolve_data_dir
 from nbhelpers.masking import make_mask_generator, mlm_dataset
+from nbhelpers.metrics import MaskedTokenAccuracy
 from nbhelpers.models import build_classifier, build_encoder, build_pretraining_model
 from nbhelpers.tokenization import classification_dataset, make_tokenizer, pack_texts, tokenize_texts
 from nbhelpers.training import binary_accuracy, compile_classifier, repeated_epochs, set_seed, use_xla
@@ -190,9 +194,31 @@ def guide_pretraining_data(tokenizer, paragraphs):
 def pretraining_model(vocabulary_size, side):
     encoder = build_encoder(vocabulary_size, SEQUENCE_LENGTH, **{**MODEL, **PRETRAINING_BLOCKS[side]})
     model = build_pretraining_model(encoder, PREDICTIONS)
+    # The MLM accuracy each side logs: the guide's Keras metric, notebook 03's one-pass equivalent.
+    accuracy = "sparse_categorical_accuracy" if side == "guide" else MaskedTokenAccuracy(name="sparse_categorical_accuracy")
     model.compile(loss="sparse_categorical_crossentropy", optimizer=keras.optimizers.AdamW(5e-4),
-                  weighted_metrics=["sparse_categorical_accuracy"], jit_compile=use_xla())
+                  weighted_metrics=[accuracy], jit_compile=use_xla())
     return model
+
+
+class _StepSpan(keras.callbacks.Callback):
+    """This side's clock from the start of a `fit`'s first step to the end of its last.
+
+    Not the whole `fit` call: ending a `tf.data` iterator can wait for its autotuning thread's
+    next wake-up (periods of 10 ms that double: a 10-step `fit` measured 8.5 s of steps often
+    returned at 10.23 s, one of 20 steps at 20.47 s), seconds that belong to neither recipe.
+    """
+
+    def __init__(self, turns):
+        super().__init__()
+        self.turns = turns
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch == 0:
+            self.start = self.turns.clock()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.end = self.turns.clock()
 
 
 def time_pretraining(model, dataset, warmup_steps, steps, turns):
@@ -202,9 +228,9 @@ def time_pretraining(model, dataset, warmup_steps, steps, turns):
     useful = sum(int(np.sum(features["token_ids"].numpy() != 0)) for features, _, _ in timed)
     # The cached slice is re-read from memory, so the timing below includes the model step and
     # not the first pass of preprocessing; the guide's preprocessing cost is timed separately.
-    start = turns.clock()
-    model.fit(timed, verbose=0, shuffle=False, callbacks=[turns])
-    return turns.clock() - start, useful
+    span = _StepSpan(turns)
+    model.fit(timed, verbose=0, shuffle=False, callbacks=[span, turns])
+    return span.end - span.start, useful
 
 
 def time_pipeline(dataset, steps, turns):
@@ -369,6 +395,20 @@ def start_ours(children, backend, args, initial_weights_path, out):
     children.start(command, env={**os.environ, "KERAS_BACKEND": backend})
 
 
+def cpu_model():
+    """The CPU's model name and its vector extensions that matter here (the guide's long, padded
+    batches gain more from wide vector units than our short ones: ratios differ between CPUs)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux
+        return platform.processor()
+    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    flags = fields.get("flags", "").split()
+    wanted = [flag for flag in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if flag in flags]
+    return f"{fields.get('model name', 'unknown')} ({fields.get('vendor_id', '')}, {' '.join(wanted) or 'no AVX2'})"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default="", help="real data folder; empty: the synthetic data")
@@ -418,7 +458,7 @@ def main(argv=None):
     if keras.backend.backend() != "tensorflow":
         raise SystemExit("The guide's side runs on TensorFlow (as the guide did): run this with "
                          "KERAS_BACKEND=tensorflow (the default); --ours-backends picks our side's backends.")
-    results = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
+    results = {"machine": {"platform": platform.platform(), "processor": platform.processor(), "cpu": cpu_model(),
                            "cpus": len(tf.config.list_physical_devices("CPU")), "xla": use_xla(),
                            "python": sys.version.split()[0], "tensorflow": tf.__version__,
                            "keras": keras.__version__, "keras_hub": keras_hub.__version__},

@@ -1,42 +1,60 @@
-"""MLM accuracy over the masked targets that are real words, not `[UNK]`.
+"""MLM accuracy over the masked targets, computed in one pass over the vocabulary scores.
 
-An `[UNK]` target is easy to guess (a vocabulary that fits the corpus badly makes many of
-them), so the plain MLM accuracy flatters such a vocabulary. This metric leaves them out.
+Keras's `sparse_categorical_accuracy` takes an `argmax` over the vocabulary at every masked
+position; Keras's `argmax` (made to treat -0.0 and NaN consistently across backends) makes
+several passes over that `(batch, predictions, vocabulary)` tensor, the largest of a step: on
+2 CPU cores, about a tenth of a pretraining step at the guide's size. This metric asks the
+same question more cheaply: is the target's score the highest? One maximum over the
+vocabulary and one gathered score per position.
+
+With `ignore_id` it leaves out one target id: `[UNK]` targets are easy to guess (a vocabulary
+that fits the corpus badly makes many of them), so the plain MLM accuracy flatters such a
+vocabulary.
 
 Example:
 
->>> metric = KnownTokenAccuracy(unknown_id=1)
->>> metric.update_state([[1, 5]], [[[0.0, 1.0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 1.0]]], [[1.0, 1.0]])
->>> float(metric.result())  # the [UNK] target (right or wrong) does not count
-1.0
+>>> all_targets = MaskedTokenAccuracy(name="sparse_categorical_accuracy")
+>>> known = MaskedTokenAccuracy(ignore_id=1, name="known_token_accuracy")
+>>> y_true, y_pred = [[1, 5]], [[[0.0, 1.0, 0, 0, 0, 0], [0, 0, 0.9, 0, 0, 0.1]]]
+>>> for metric in (all_targets, known):
+...     metric.update_state(y_true, y_pred, [[1.0, 1.0]])
+>>> float(all_targets.result()), float(known.result())  # the [UNK] target (right) counts only in the first
+(0.5, 0.0)
 """
 
 import keras
 
 
 @keras.saving.register_keras_serializable(package="nbhelpers")
-class KnownTokenAccuracy(keras.metrics.Metric):
-    """Sparse categorical accuracy over targets other than `unknown_id`, with sample weights.
+class MaskedTokenAccuracy(keras.metrics.Metric):
+    """Weighted share of masked positions whose target has the highest score.
+
+    The same value as Keras's `sparse_categorical_accuracy` (which picks the first of tied top
+    scores, where this counts a target tied for the top as right: for float32 scores over a
+    vocabulary, a tie at the top does not happen in practice), at a fraction of its cost.
 
     Args:
-        unknown_id: the id of `[UNK]`.
+        ignore_id: a target id to leave out (`[UNK]`'s), or `None` to count every target.
         name: the metric's name in logs (`val_` is prefixed for validation).
     """
 
-    def __init__(self, unknown_id, name="known_token_accuracy", **kwargs):
+    def __init__(self, ignore_id=None, name="masked_token_accuracy", **kwargs):
         super().__init__(name=name, **kwargs)
-        self.unknown_id = unknown_id
+        self.ignore_id = ignore_id
         self.correct = self.add_variable(shape=(), initializer="zeros", name="correct")
         self.total = self.add_variable(shape=(), initializer="zeros", name="total")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_true = keras.ops.cast(keras.ops.convert_to_tensor(y_true), "int32")
-        predicted = keras.ops.cast(keras.ops.argmax(y_pred, axis=-1), "int32")
-        weight = keras.ops.cast(keras.ops.not_equal(y_true, self.unknown_id), "float32")
+        y_pred = keras.ops.convert_to_tensor(y_pred)
+        target_score = keras.ops.take_along_axis(y_pred, keras.ops.expand_dims(y_true, -1), axis=-1)[..., 0]
+        hits = keras.ops.cast(target_score >= keras.ops.max(y_pred, axis=-1), "float32")
+        weight = keras.ops.ones_like(hits)
+        if self.ignore_id is not None:
+            weight = keras.ops.cast(keras.ops.not_equal(y_true, self.ignore_id), "float32")
         if sample_weight is not None:
             weight = weight * keras.ops.cast(sample_weight, "float32")
-        hits = keras.ops.cast(keras.ops.equal(predicted, y_true), "float32") * weight
-        self.correct.assign_add(keras.ops.sum(hits))
+        self.correct.assign_add(keras.ops.sum(hits * weight))
         self.total.assign_add(keras.ops.sum(weight))
 
     def result(self):
@@ -47,4 +65,4 @@ class KnownTokenAccuracy(keras.metrics.Metric):
         self.total.assign(0.0)
 
     def get_config(self):
-        return {**super().get_config(), "unknown_id": self.unknown_id}
+        return {**super().get_config(), "ignore_id": self.ignore_id}

@@ -23,6 +23,7 @@ def test_the_benchmark_runs_and_reports_both_sides(tmp_path, monkeypatch):
     speed.main(["--warmup-steps", "1", "--pretrain-steps", "2", "--finetune-examples", "128",
                 "--finetune-epochs", "1", "--chunks", "2", "--out", str(out)])
     results = json.loads(out.read_text())
+    assert results["machine"]["cpu"]  # ratios differ between CPUs: the record names its own
     pretraining, finetuning = results["pretraining"], results["finetuning"]
     # Our side ran on both backends (JAX in a child process) from the guide's initial weights.
     assert set(pretraining["ours"]) == set(finetuning["ours"]) == {"jax", "tensorflow"}
@@ -99,3 +100,31 @@ def test_compiling_every_shape_first_changes_nothing_in_the_training(tmp_path):
 
     for with_warm_up, without in zip(trained(True), trained(False)):
         np.testing.assert_allclose(with_warm_up, without, rtol=1e-5, atol=1e-6)
+
+
+def test_a_pretraining_round_is_timed_from_its_first_step_to_its_last(tmp_path):
+    """Time spent before the first step or after the last (a `tf.data` iterator's end) is left out."""
+    import time
+
+    import keras
+
+    spec = importlib.util.spec_from_file_location("speed", BENCH)
+    speed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(speed)
+
+    class Slow(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            time.sleep(2.0)
+
+        def on_train_batch_begin(self, batch, logs=None):
+            time.sleep(0.1)
+
+        def on_train_end(self, logs=None):
+            time.sleep(2.0)
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(loss="mse", optimizer="sgd")
+    span = speed._StepSpan(speed.Turns())
+    model.fit(np.zeros((8, 2)), np.zeros(8), batch_size=2, callbacks=[Slow(), span], verbose=0)
+    # Inside: three of the 0.1 s sleeps (the first comes before the span starts) and four steps.
+    assert 0.3 <= span.end - span.start < 2.0
