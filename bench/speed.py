@@ -318,8 +318,9 @@ def time_finetuning(model, train, dev, epochs, target, turns):
 def pretraining_side(side, tokenizer, paragraphs, warmup_steps, steps, rounds, turns):
     """Time one side's pretraining: useful tokens per second, its step and its input pipeline.
 
-    Each round trains a new model on the same batches; the fastest round counts. (The first
-    model trained in a process ran up to 1.4x slower than a second one on this 2-core machine.)
+    Each round trains a new model on the same batches; the fastest round counts. (Timed from
+    the first step to the last, a side's rounds agreed within 8 % on 2 cores; timed as whole
+    `fit` calls they differed by up to 1.5x, see `_StepSpan`.)
     """
     set_seed(0)
     prepare_seconds = None
