@@ -1,11 +1,11 @@
 """MLM accuracy over the masked targets, computed in one pass over the vocabulary scores.
 
 Keras's `sparse_categorical_accuracy` takes an `argmax` over the vocabulary at every masked
-position; Keras's `argmax` (made to treat -0.0 and NaN consistently across backends) makes
-several passes over that `(batch, predictions, vocabulary)` tensor, the largest of a step: on
-2 CPU cores, about a tenth of a pretraining step at the guide's size. This metric asks the
-same question more cheaply: is the target's score the highest? One maximum over the
-vocabulary and one gathered score per position.
+position; Keras's `argmax` (which first moves every -0.0 just below zero, to rank it alike on
+every backend) makes several passes over that `(batch, predictions, vocabulary)` tensor, the
+largest of a step: on 2 CPU cores, about a tenth of a pretraining step at the guide's size.
+This metric asks the same question more cheaply: is the target's score the highest? One
+maximum over the vocabulary and one gathered score per position.
 
 With `ignore_id` it leaves out one target id: `[UNK]` targets are easy to guess (a vocabulary
 that fits the corpus badly makes many of them), so the plain MLM accuracy flatters such a
