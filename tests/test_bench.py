@@ -2,8 +2,10 @@
 
 import importlib.util
 import json
+import time
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
@@ -14,11 +16,21 @@ from nbhelpers.training import compile_classifier, set_seed
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "speed.py"
 
 
-def test_the_benchmark_runs_and_reports_both_sides(tmp_path, monkeypatch):
+def _load(script):
+    """A script under bench/ as a module (bench/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(Path(script).stem, BENCH.with_name(script))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def speed():
+    return _load("speed.py")
+
+
+def test_the_benchmark_runs_and_reports_both_sides(speed, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the synthetic data is generated under ./artifacts
-    spec = importlib.util.spec_from_file_location("speed", BENCH)
-    speed = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(speed)
     out = tmp_path / "speed.json"
     speed.main(["--warmup-steps", "1", "--pretrain-steps", "2", "--finetune-examples", "128",
                 "--finetune-epochs", "1", "--chunks", "2", "--out", str(out)])
@@ -45,10 +57,7 @@ def test_the_benchmark_runs_and_reports_both_sides(tmp_path, monkeypatch):
         assert any(guide_spans[0][1] <= start < guide_spans[-1][0] for start, _ in results["turns"][side])
 
 
-def test_the_benchmark_refuses_unknown_backends(capsys):
-    spec = importlib.util.spec_from_file_location("speed", BENCH)
-    speed = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(speed)
+def test_the_benchmark_refuses_unknown_backends(speed, capsys):
     with pytest.raises(SystemExit):
         speed.main(["--ours-backends", "jax,theano"])
     assert "--ours-backends: give one or more of jax, tensorflow" in capsys.readouterr().err
@@ -56,9 +65,7 @@ def test_the_benchmark_refuses_unknown_backends(capsys):
 
 def test_the_pretraining_recipe_comparison_runs_and_records_curves(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    spec = importlib.util.spec_from_file_location("pretrain_recipes", BENCH.with_name("pretrain_recipes.py"))
-    recipes = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipes)
+    recipes = _load("pretrain_recipes.py")
     out = tmp_path / "recipes.json"
     # The guide's recipe and ours: the third recipe only mixes their settings.
     recipes.main(["--minutes", "0.02", "--evaluations", "2", "--vocabulary-size", "500", "--calibration-steps", "2",
@@ -74,11 +81,8 @@ def test_the_pretraining_recipe_comparison_runs_and_records_curves(tmp_path, mon
 
 
 
-def test_compiling_every_shape_first_changes_nothing_in_the_training(tmp_path):
+def test_compiling_every_shape_first_changes_nothing_in_the_training(speed):
     """The bench's warm-up trains on one batch per shape, then puts weights and optimizer state back."""
-    spec = importlib.util.spec_from_file_location("speed", BENCH)
-    speed = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(speed)
     rng = np.random.default_rng(0)
     lengths = rng.integers(3, 40, 96)
     tokens = np.where(np.arange(40) < lengths[:, None], rng.integers(5, 50, (96, 40)), 0)
@@ -102,15 +106,9 @@ def test_compiling_every_shape_first_changes_nothing_in_the_training(tmp_path):
         np.testing.assert_allclose(with_warm_up, without, rtol=1e-5, atol=1e-6)
 
 
-def test_a_pretraining_round_is_timed_from_its_first_step_to_its_last(tmp_path):
+def test_a_pretraining_round_is_timed_from_its_first_step_to_its_last(speed):
     """Time spent before the first step or after the last (a `tf.data` iterator's end) is left out."""
-    import time
 
-    import keras
-
-    spec = importlib.util.spec_from_file_location("speed", BENCH)
-    speed = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(speed)
 
     class Slow(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
