@@ -14,6 +14,7 @@ Where things live:
 - `nbhelpers.models`: the encoder, MLM pretraining model and classifier.
 - `nbhelpers.word_vectors`: word vectors from co-occurrence counts, a start for the token embedding.
 - `nbhelpers.metrics`: MLM accuracy in one pass over the vocabulary, with or without `[UNK]` targets.
+- `nbhelpers.optimizers`: `FusedAdamW`, Keras's AdamW in one pass over each variable on TensorFlow.
 - `nbhelpers.training`: precision policy, seeding, schedules, time budgets and a logged, resumable `fit`.
 - `nbhelpers.label_budget`: the label-budget curve of notebook 04 (three arms, budgets, seeds).
 - `nbhelpers.fill_mask`: the pretrained model's top guesses for a masked word.

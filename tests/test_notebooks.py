@@ -1,6 +1,8 @@
 """The notebooks as a user runs them: in order under papermill, alone, with bad input, committed clean."""
 
 import shutil
+import subprocess
+import sys
 
 import nbformat
 import numpy as np
@@ -66,6 +68,12 @@ def test_the_series_runs_in_order_with_the_tiny_profile(tiny_series):
     assert all(export["same_labels_as_classifier"].values())
     assert export["max_difference_vs_classifier"] <= 1e-3
     assert export["dev_accuracy"] == pytest.approx(classifier["dev_accuracy"], abs=1e-9)
+    # The fine-tuned classifier loads where only Keras and KerasHub are imported.
+    loaded = subprocess.run([sys.executable, "-c", "import sys, keras, keras_hub; "
+                             "model = keras.models.load_model(sys.argv[1]); assert 'nbhelpers' not in sys.modules; "
+                             "print(model.compiled)", str(tmp_path / "04_classifier" / "classifier.keras")],
+                            capture_output=True, text=True, timeout=300)
+    assert loaded.returncode == 0 and loaded.stdout.strip() == "False", loaded.stderr[-3000:]
     card = (tmp_path / "05_export" / "MODEL_CARD.md").read_text()
     assert f"| SST-2 dev accuracy | {export['dev_accuracy']:.4f} |" in card and "keras.models.load_model" in card
 

@@ -74,7 +74,8 @@ def test_compute_vocabulary_fits_the_text_and_starts_with_the_special_tokens():
 def test_bucketed_batches_pad_only_to_their_bucket_and_keep_every_sentence():
     from nbhelpers.tokenization import bucket_lengths
 
-    assert bucket_lengths(128) == [16, 32, 64, 128] and bucket_lengths(64) == [16, 32, 64]
+    assert bucket_lengths(128) == [8, 12, 16, 24, 32, 48, 64, 96, 128]
+    assert bucket_lengths(64) == [8, 12, 16, 24, 32, 48, 64] and bucket_lengths(6) == [6]
     rng = np.random.default_rng(0)
     lengths = rng.integers(0, 65, size=300)
     ids = np.zeros((300, 64), "int32")
@@ -84,12 +85,15 @@ def test_bucketed_batches_pad_only_to_their_bucket_and_keep_every_sentence():
     labels = np.arange(300) % 2
     seen = []
     dataset = classification_dataset(ids, labels, 16, shuffle_seed=1, bucketed=True)
+    buckets = bucket_lengths(64)
     assert int(dataset.cardinality()) == len(list(dataset))
     for batch_ids, batch_labels in dataset:
         batch_ids = batch_ids.numpy()
-        assert batch_ids.shape[1] in (16, 32, 64) and len(batch_ids) <= 16
-        longest = max(int(np.max(np.nonzero(row)[0], initial=-1)) + 1 for row in batch_ids)
-        assert longest <= batch_ids.shape[1] and (batch_ids.shape[1] == 16 or longest > batch_ids.shape[1] // 2)
+        assert batch_ids.shape[1] in buckets and len(batch_ids) <= 16
+        # Every sentence of a batch is too long for the next shorter bucket.
+        shorter = ([0] + buckets)[buckets.index(batch_ids.shape[1])]
+        lengths = [int(np.max(np.nonzero(row)[0], initial=-1)) + 1 for row in batch_ids]
+        assert min(lengths) > shorter or shorter == 0
         seen += [tuple(row) for row in batch_ids]
     padded = {tuple(np.pad(row, (0, 64 - len(row)))) for row in seen}
     assert len(seen) == 300 and padded == {tuple(row) for row in ids}
