@@ -3,11 +3,16 @@
 Keras 3 writes Adam's update of a variable as about a dozen element-wise ops (each a pass over
 the variable and its two moments) and AdamW's weight decay as three more. Fine-tuning the
 guide's encoder on short sentences updates 4.5M parameters a step, 3.9M of them in the token
-embedding (its sparse gradient is scattered into a dense one, as in Keras's AdamW), for
-little compute: on 2 CPU cores those passes were about a third of the step's kernel time.
-On the TensorFlow backend this optimizer runs the same update with TensorFlow's fused
-`ResourceApplyAdam` kernel (one pass) and the decay as one multiply. On JAX, which compiles the
-whole step with XLA and so fuses those ops already, and on PyTorch, it is Keras's AdamW.
+embedding, for little compute: on 2 CPU cores those passes were about a third of the step's
+kernel time. On the TensorFlow backend this optimizer runs the same update with TensorFlow's
+fused `ResourceApplyAdam` kernel (one pass) and the decay as one multiply. On JAX, which
+compiles the whole step with XLA and so fuses those ops already, and on PyTorch, it is Keras's
+AdamW.
+
+The embedding's sparse gradient is summed into a dense one first, so a token that occurs
+several times in a batch gets Adam's update of its summed gradient, as on JAX. (Keras's AdamW on
+TensorFlow squares each occurrence's gradient on its own, so its second moment for such rows
+differs: see `tests/test_optimizers.py`.)
 
 Example:
 
