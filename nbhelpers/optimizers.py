@@ -63,5 +63,5 @@ class FusedAdamW(keras.optimizers.AdamW):
             beta1=beta_1,
             beta2=beta_2,
             epsilon=tf.cast(self.epsilon, dtype),
-            grad=tf.convert_to_tensor(gradient),  # a sparse (embedding) gradient becomes dense, as in AdamW
+            grad=tf.convert_to_tensor(gradient),  # a sparse (embedding) gradient is summed into a dense one
         )
