@@ -287,7 +287,7 @@ def compile_every_shape(model, train, turns):
     (`tf.function`): a one-off cost per process, like our side's one-time tokenization, so it is
     timed on its own and kept out of the per-epoch seconds. One batch of each shape is trained on
     and then the weights and the optimizer's state are put back, so the timed epochs start from
-    where they would have.
+    where they would have. Timed from the first step's start to the last step's end (`_StepSpan`).
     """
     batches = {}
     for x, y in train:  # untimed: only finds the shapes
@@ -297,12 +297,11 @@ def compile_every_shape(model, train, turns):
     model.optimizer.build(model.trainable_variables)
     variables = model.variables + model.optimizer.variables
     saved = [keras.ops.convert_to_numpy(variable) for variable in variables]
-    start = turns.clock()
-    model.fit(warmup, verbose=0, shuffle=False)
-    seconds = turns.clock() - start
+    span = _StepSpan(turns)
+    model.fit(warmup, verbose=0, shuffle=False, callbacks=[span])
     for variable, value in zip(variables, saved):
         variable.assign(value)
-    return seconds, len(batches)
+    return span.end - span.start, len(batches)
 
 
 def time_finetuning(model, train, dev, epochs, target, turns):
