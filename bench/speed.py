@@ -60,6 +60,7 @@ from nbhelpers.data import find_vocabulary, load_sst2, load_wikitext, resolve_da
 from nbhelpers.masking import make_mask_generator, mlm_dataset
 from nbhelpers.metrics import MaskedTokenAccuracy
 from nbhelpers.models import build_classifier, build_encoder, build_pretraining_model
+from nbhelpers.optimizers import FusedAdamW
 from nbhelpers.tokenization import classification_dataset, make_tokenizer, pack_texts, tokenize_texts
 from nbhelpers.training import binary_accuracy, compile_classifier, repeated_epochs, set_seed, use_xla
 
@@ -251,12 +252,6 @@ def guide_classifier(vocabulary_size):
     return keras.Model(token_ids, outputs)
 
 
-def compile_guide_classifier(model):
-    """The guide's fine-tuning compile: Keras's AdamW (ours: `compile_classifier`, with `FusedAdamW`)."""
-    model.compile(loss="binary_crossentropy", optimizer=keras.optimizers.AdamW(FINETUNE_LEARNING_RATE),
-                  metrics=["accuracy"], jit_compile=use_xla())
-
-
 def guide_classification_data(tokenizer, sentences, labels, shuffle_seed=None):
     dataset = tf.data.Dataset.from_tensor_slices((sentences, np.asarray(labels, "float32")))
     if shuffle_seed is not None:
@@ -374,10 +369,9 @@ def finetuning_side(side, tokenizer, train, dev, initial_weights, epochs, target
         train_data = classification_dataset(train_tokens, labels, FINETUNE_BATCH, shuffle_seed=0, bucketed=True)
         dev_data = classification_dataset(dev_tokens, dev_labels, FINETUNE_BATCH, bucketed=True)
     model.set_weights(initial_weights)  # both sides start from the same point
-    if side == "guide":
-        compile_guide_classifier(model)
-    else:
-        compile_classifier(model, FINETUNE_LEARNING_RATE)
+    # The guide updates with Keras's AdamW; ours with `FusedAdamW` (compile_classifier's default).
+    optimizer_class = keras.optimizers.AdamW if side == "guide" else FusedAdamW
+    compile_classifier(model, FINETUNE_LEARNING_RATE, optimizer_class)
     result = time_finetuning(model, train_data, dev_data, epochs, target, turns)
     if prepare_seconds is not None:
         result["one_time_tokenize_seconds"] = prepare_seconds

@@ -267,15 +267,16 @@ def read_history(csv_path):
     return {key: [float(row[key]) for row in rows] for key in rows[0] if key != "epoch"} if rows else {}
 
 
-def compile_classifier(classifier, learning_rate):
+def compile_classifier(classifier, learning_rate, optimizer_class=FusedAdamW):
     """Compile a sigmoid sentiment classifier for fine-tuning (binary cross-entropy, AdamW).
 
     AdamW as `FusedAdamW`: on TensorFlow, one pass over each variable a step (fine-tuning on
     short sentences spends much of its step updating the 3.9M-parameter token embedding).
+    `optimizer_class=keras.optimizers.AdamW` compiles with Keras's own (the guide's, in `bench/`).
     """
     classifier.compile(
         loss="binary_crossentropy",
-        optimizer=FusedAdamW(learning_rate),
+        optimizer=optimizer_class(learning_rate),
         metrics=["accuracy"],
         jit_compile=use_xla(),
     )
