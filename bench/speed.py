@@ -400,6 +400,11 @@ def start_ours(children, backend, args, initial_weights_path, out):
     children.start(command, env={**os.environ, "KERAS_BACKEND": backend})
 
 
+def usable_cores():
+    """The CPU cores this process may run on (its affinity, where the OS reports one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
 def cpu_model():
     """The CPU's model name and its vector extensions that matter here (the guide's long, padded
     batches gain more from wide vector units than our short ones: ratios differ between CPUs)."""
@@ -464,7 +469,7 @@ def main(argv=None):
         raise SystemExit("The guide's side runs on TensorFlow (as the guide did): run this with "
                          "KERAS_BACKEND=tensorflow (the default); --ours-backends picks our side's backends.")
     results = {"machine": {"platform": platform.platform(), "processor": platform.processor(), "cpu": cpu_model(),
-                           "cpus": len(tf.config.list_physical_devices("CPU")), "xla": use_xla(),
+                           "cores": usable_cores(), "xla": use_xla(),
                            "python": sys.version.split()[0], "tensorflow": tf.__version__,
                            "keras": keras.__version__, "keras_hub": keras_hub.__version__},
                "data_dir": str(data_dir), "model": {**MODEL, "sequence_length": SEQUENCE_LENGTH,

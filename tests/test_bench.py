@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import os
 import time
 from pathlib import Path
 
@@ -36,6 +37,8 @@ def test_the_benchmark_runs_and_reports_both_sides(speed, tmp_path, monkeypatch)
                 "--finetune-epochs", "1", "--chunks", "2", "--out", str(out)])
     results = json.loads(out.read_text())
     assert results["machine"]["cpu"]  # ratios differ between CPUs: the record names its own
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count())
+    assert results["machine"]["cores"] == len(usable)  # cores, not TensorFlow's one CPU device
     pretraining, finetuning = results["pretraining"], results["finetuning"]
     # Our side ran on both backends (JAX in a child process) from the guide's initial weights.
     assert set(pretraining["ours"]) == set(finetuning["ours"]) == {"jax", "tensorflow"}
