@@ -1,6 +1,10 @@
-"""Shared fixtures: a hand-written vocabulary, a miniature notebook-02 artifact, and the real data when present."""
+"""Shared fixtures: a hand-written vocabulary, a miniature notebook-02 artifact, the real data when
+present, and a runner of scripts under another Keras backend."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +26,27 @@ HAND_VOCABULARY = [
 @pytest.fixture(scope="session")
 def hand_vocabulary():
     return list(HAND_VOCABULARY)
+
+
+@pytest.fixture(scope="session")
+def run_under_backend():
+    """`run(script, backend, *args, **env)`: run Python source `script` (with `args` as its
+    `sys.argv[1:]` and `env` added to the environment) in a new process under the Keras backend
+    `backend`, fixed when Keras is imported; return the JSON of the last line it prints."""
+
+    def run(script, backend, *args, **env):
+        done = subprocess.run(
+            [sys.executable, "-c", script, *map(str, args)],
+            env={**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", **env},
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, f"{backend} script failed:\n{done.stderr[-4000:]}"
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    return run
 
 
 @pytest.fixture

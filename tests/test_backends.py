@@ -5,17 +5,11 @@ fresh Python process with `KERAS_BACKEND` set; the script prints one JSON line o
 """
 
 import importlib.util
-import json
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
 MASK_ID = 4
 UNSELECTABLE = (0, 2, 3)  # [PAD], [CLS], [SEP]
 
@@ -50,22 +44,17 @@ def tiny_model(predictions, seed, mask_rate=0.2, vocabulary=200, length=16):
 """
 
 
-def run_script(body, backend, tmp_path, **env):
-    """Run `PREAMBLE + body` under `backend` in a new process; return its last line as JSON."""
-    script = tmp_path / f"script_{backend}.py"
-    script.write_text(PREAMBLE + textwrap.dedent(body))
-    done = subprocess.run(
-        [sys.executable, str(script), str(tmp_path)],
-        env={**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", **env},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, f"{backend} script failed:\n{done.stderr[-4000:]}"
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["backend"] == backend
-    return result
+@pytest.fixture
+def run_script(run_under_backend, tmp_path):
+    """`run(body, backend, **env)`: `PREAMBLE + body` under `backend` in a new process, with
+    `tmp_path` as its `sys.argv[1]`; the JSON of its last line, which names the backend it ran."""
+
+    def run(body, backend, **env):
+        result = run_under_backend(PREAMBLE + textwrap.dedent(body), backend, tmp_path, **env)
+        assert result["backend"] == backend
+        return result
+
+    return run
 
 
 TRAIN = """
@@ -95,8 +84,8 @@ print(json.dumps({"backend": keras.backend.backend(), "history": history, "chang
 @pytest.mark.parametrize(
     "backend, jit", [("jax", True), ("tensorflow", False), pytest.param("torch", False, marks=needs_torch)]
 )
-def test_training_with_in_model_masking_learns_and_the_encoder_saves(backend, jit, tmp_path):
-    result = run_script(TRAIN.replace("JIT", str(jit)), backend, tmp_path)
+def test_training_with_in_model_masking_learns_and_the_encoder_saves(backend, jit, run_script):
+    result = run_script(TRAIN.replace("JIT", str(jit)), backend)
     history = result["history"]
     assert sorted(history) == ["loss", "sparse_categorical_accuracy", "val_loss", "val_sparse_categorical_accuracy"]
     assert np.all(np.isfinite(history["loss"] + history["val_loss"]))
@@ -132,11 +121,11 @@ def _shares(token_ids, positions, targets, weights):
 
 
 @pytest.mark.parametrize("backend", ["jax", "tensorflow", pytest.param("torch", marks=needs_torch)])
-def test_in_model_masks_follow_the_rule_and_match_keras_hub(backend, tmp_path):
+def test_in_model_masks_follow_the_rule_and_match_keras_hub(backend, run_script, tmp_path):
     import keras_hub
     import tensorflow as tf
 
-    result = run_script(MASKS, backend, tmp_path)
+    result = run_script(MASKS, backend)
     assert result["repeats"] and result["new_each_call"]
     ours = dict(np.load(tmp_path / "masks.npz"))
     ids = ours.pop("ids")
@@ -208,15 +197,15 @@ print(json.dumps({"backend": keras.backend.backend(), "devices": devices, "repli
 """
 
 
-def test_data_parallel_on_jax_splits_batches_over_two_cpu_devices(tmp_path):
-    result = run_script(DATA_PARALLEL, "jax", tmp_path, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+def test_data_parallel_on_jax_splits_batches_over_two_cpu_devices(run_script):
+    result = run_script(DATA_PARALLEL, "jax", XLA_FLAGS="--xla_force_host_platform_device_count=2")
     assert result["devices"] == 2 and result["replicas"] == 2
     assert result["distribution"] == "DataParallel" and result["variable_devices"] == 2
     assert np.isfinite(result["loss"]).all()
 
 
-def test_data_parallel_on_tensorflow_mirrors_over_two_logical_cpus(tmp_path):
-    result = run_script(DATA_PARALLEL, "tensorflow", tmp_path)
+def test_data_parallel_on_tensorflow_mirrors_over_two_logical_cpus(run_script):
+    result = run_script(DATA_PARALLEL, "tensorflow")
     assert result["devices"] == 2 and result["replicas"] == 2
     assert result["strategy"] == "MirroredStrategy" and result["replicas_in_sync"] == 2
     assert np.isfinite(result["loss"]).all()
@@ -266,7 +255,7 @@ print(json.dumps({"backend": keras.backend.backend(), "xla": use_xla(), "precisi
 """
 
 
-def test_the_training_settings_ask_the_active_backend(tmp_path):
+def test_the_training_settings_ask_the_active_backend(run_script):
     """Under JAX: steps are always XLA-compiled and "auto" precision asks JAX (not TensorFlow) for a GPU."""
-    result = run_script(SETTINGS, "jax", tmp_path)
+    result = run_script(SETTINGS, "jax")
     assert {key: result[key] for key in ("xla", "precision")} == {"xla": True, "precision": "float32"}

@@ -1,19 +1,11 @@
 """`FusedAdamW` updates like Keras's AdamW, alone and under `tf.distribute`, and saves with a model."""
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from nbhelpers.optimizers import FusedAdamW
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 class DenseGradientAdamW(keras.optimizers.AdamW):
@@ -111,21 +103,13 @@ print(json.dumps({"backend": keras.backend.backend(), "same": all(np.array_equal
 """
 
 
-def run_in_new_process(script, backend):
-    """Run `script` with the Keras backend `backend` (fixed when Keras is imported); its last line as JSON."""
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    assert done.returncode == 0, done.stderr[-4000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def test_fused_adamw_under_a_mirrored_strategy_matches_one_device():
-    result = run_in_new_process(MIRRORED, "tensorflow")
+def test_fused_adamw_under_a_mirrored_strategy_matches_one_device(run_under_backend):
+    result = run_under_backend(MIRRORED, "tensorflow")
     assert result["replicas"] == 2 and result["difference"] < 1e-5, result
 
 
-def test_fused_adamw_is_keras_adamw_on_jax():
-    assert run_in_new_process(ON_JAX, "jax") == {"backend": "jax", "same": True}
+def test_fused_adamw_is_keras_adamw_on_jax(run_under_backend):
+    assert run_under_backend(ON_JAX, "jax") == {"backend": "jax", "same": True}
 
 
 def test_fused_adamw_round_trips_through_its_config_and_a_saved_model(tmp_path):
