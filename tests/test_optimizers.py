@@ -1,4 +1,5 @@
-"""`FusedAdamW` updates like Keras's AdamW, alone and under `tf.distribute`, and saves with a model."""
+"""`FusedAdamW` updates like Keras's AdamW (or lazily, like LazyAdam), alone and under
+`tf.distribute`, and saves with a model."""
 
 import keras
 import numpy as np
@@ -72,6 +73,91 @@ def test_fused_adamw_leaves_excluded_variables_undecayed():
         np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
 
 
+def lazy_adamw_rows(weights, first, second, last, gradients, step, learning_rate, weight_decay, optimizer):
+    """Numpy lazy AdamW with catch-up: the rows in `gradients` ({row: summed gradient}), each
+    first given the steps it missed since `last[row]`."""
+    beta_1, beta_2, epsilon = optimizer.beta_1, optimizer.beta_2, optimizer.epsilon
+    step_size = learning_rate * np.sqrt(1 - beta_2**step) / (1 - beta_1**step)
+    for row, gradient in gradients.items():
+        missed = step - 1 - last[row]
+        drift = sum(step_size * beta_1**j * first[row] / (np.sqrt(beta_2**j * second[row]) + epsilon)
+                    for j in range(1, missed + 1))
+        weights[row] = weights[row] * (1 - learning_rate * weight_decay) ** missed - drift
+        first[row] *= beta_1**missed
+        second[row] *= beta_2**missed
+        first[row] = beta_1 * first[row] + (1 - beta_1) * gradient
+        second[row] = beta_2 * second[row] + (1 - beta_2) * gradient**2
+        weights[row] = weights[row] * (1 - learning_rate * weight_decay)
+        weights[row] -= step_size * first[row] / (np.sqrt(second[row]) + epsilon)
+        last[row] = step
+
+
+def test_lazy_sparse_updates_move_only_the_rows_a_sparse_gradient_holds():
+    rng = np.random.default_rng(1)
+    start = rng.normal(size=(10, 4)).astype("float32")
+    table = keras.Variable(start)
+    optimizer = FusedAdamW(0.05, weight_decay=0.3, lazy_sparse_updates=True)
+    weights, first, second, last = start.astype("float64"), np.zeros((10, 4)), np.zeros((10, 4)), [0] * 10
+    # Row 1 repeated and back after 3 steps; row 3 back after 1; rows 0, 4-6, 8, 9 never seen.
+    for step, rows in enumerate([[1, 3, 1], [3, 7], [2], [2], [1, 1, 1, 2, 3]], start=1):
+        values = rng.normal(size=(len(rows), 4)).astype("float32")
+        optimizer.apply([tf.IndexedSlices(values, tf.constant(rows), tf.constant([10, 4]))], [table])
+        summed = {}
+        for row, value in zip(rows, values):
+            summed[row] = summed.get(row, 0) + value.astype("float64")
+        lazy_adamw_rows(weights, first, second, last, summed, step, 0.05, 0.3, optimizer)
+        np.testing.assert_allclose(table.numpy(), weights, rtol=1e-5, atol=1e-6)
+    moments = {variable.path.split("_")[-1]: variable.numpy() for variable in optimizer.variables[2:]}
+    np.testing.assert_allclose(moments["momentum"], first, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(moments["velocity"], second, rtol=1e-4, atol=1e-9)  # 1 - beta_2 in float32
+    untouched = [0, 4, 5, 6, 8, 9]
+    np.testing.assert_array_equal(table.numpy()[untouched], start[untouched])
+    assert not np.allclose(table.numpy()[[1, 2, 3, 7]], start[[1, 2, 3, 7]])
+
+
+def test_lazy_sparse_updates_catch_up_with_adamw_when_a_row_returns():
+    """With a constant step size (late steps: no bias correction left), a row that skips steps
+    ends where AdamW's dense update puts it, to the epsilon term's effect. (Without weight decay:
+    starting at step 10,000, every row would owe 10,000 steps of it; the numpy reference above
+    checks the decay's catch-up.)"""
+
+    def trained(lazy, dense_gradients):
+        table = keras.Variable(np.ones((6, 3), "float32"))
+        optimizer = FusedAdamW(1e-2, weight_decay=0.0, lazy_sparse_updates=lazy)
+        optimizer.build([table])
+        optimizer.iterations.assign(10_000)
+        rng = np.random.default_rng(2)
+        for rows in [[0, 1], [1], [1, 2], [1], [1], [0, 1, 2]]:  # rows 0 and 2 skip steps
+            values = rng.normal(size=(len(rows), 3)).astype("float32")
+            gradient = tf.IndexedSlices(values, tf.constant(rows), tf.constant([6, 3]))
+            optimizer.apply([tf.convert_to_tensor(gradient) if dense_gradients else gradient], [table])
+        return table.numpy()
+
+    lazy, adamw = trained(True, False), trained(False, True)
+    np.testing.assert_allclose(lazy[:3], adamw[:3], rtol=1e-4, atol=1e-6)
+    assert not np.allclose(lazy[:3], 1)
+    np.testing.assert_array_equal(lazy[3:], adamw[3:])  # rows 3-5: never a gradient, so no momentum
+
+
+def test_lazy_sparse_updates_leave_dense_gradients_to_adamw():
+    def optimizer(kind, **lazy):
+        return kind(schedule(), weight_decay=0.1, **lazy)
+
+    lazy = trained_weights(optimizer(FusedAdamW, lazy_sparse_updates=True))
+    fused, initial = trained_weights(optimizer(FusedAdamW)), trained_weights(keras.optimizers.SGD(0.0))
+    untouched = slice(30, 50)  # no token id reaches these rows
+    np.testing.assert_array_equal(lazy[0][untouched], initial[0][untouched])
+    assert not np.allclose(fused[0][untouched], initial[0][untouched])
+    assert not np.allclose(lazy[0][:30], initial[0][:30])
+    # A dense layer takes AdamW's update either way; its weights differ only through the embedding's.
+    lazy_dense_only = FusedAdamW(1e-2, lazy_sparse_updates=True)
+    dense = keras.Variable(np.ones((3, 2), "float32"))
+    lazy_dense_only.apply([tf.ones((3, 2))], [dense])
+    reference, same_start = FusedAdamW(1e-2), keras.Variable(np.ones((3, 2), "float32"))
+    reference.apply([tf.ones((3, 2))], [same_start])
+    np.testing.assert_array_equal(dense.numpy(), same_start.numpy())
+
+
 MIRRORED = """
 import json, sys
 import numpy as np, tensorflow as tf
@@ -83,9 +169,10 @@ from test_optimizers import trained_weights, DenseGradientAdamW
 from nbhelpers.distribution import data_parallel
 from nbhelpers.optimizers import FusedAdamW
 
+lazy = sys.argv[1] == "lazy"
 with data_parallel("auto") as replicas:
-    mirrored = trained_weights(FusedAdamW(1e-2))
-one_device = trained_weights(DenseGradientAdamW(1e-2))
+    mirrored = trained_weights(FusedAdamW(1e-2, lazy_sparse_updates=lazy))
+one_device = trained_weights(FusedAdamW(1e-2, lazy_sparse_updates=True) if lazy else DenseGradientAdamW(1e-2))
 print(json.dumps({"replicas": replicas,
                   "difference": max(float(np.abs(a - b).max()) for a, b in zip(mirrored, one_device))}))
 """
@@ -103,8 +190,9 @@ print(json.dumps({"backend": keras.backend.backend(), "same": all(np.array_equal
 """
 
 
-def test_fused_adamw_under_a_mirrored_strategy_matches_one_device(run_under_backend):
-    result = run_under_backend(MIRRORED, "tensorflow")
+@pytest.mark.parametrize("updates", ["dense", "lazy"])
+def test_fused_adamw_under_a_mirrored_strategy_matches_one_device(updates, run_under_backend):
+    result = run_under_backend(MIRRORED, "tensorflow", updates)
     assert result["replicas"] == 2 and result["difference"] < 1e-5, result
 
 
@@ -113,7 +201,7 @@ def test_fused_adamw_is_keras_adamw_on_jax(run_under_backend):
 
 
 def test_fused_adamw_round_trips_through_its_config_and_a_saved_model(tmp_path):
-    optimizer = FusedAdamW(2e-3, weight_decay=0.01, beta_2=0.98)
+    optimizer = FusedAdamW(2e-3, weight_decay=0.01, beta_2=0.98, lazy_sparse_updates=True)
     restored = FusedAdamW.from_config(optimizer.get_config())
     assert restored.get_config() == optimizer.get_config()
     model = small_classifier()
@@ -123,5 +211,7 @@ def test_fused_adamw_round_trips_through_its_config_and_a_saved_model(tmp_path):
     model.save(tmp_path / "model.keras")
     loaded = keras.saving.load_model(tmp_path / "model.keras")
     assert isinstance(loaded.optimizer, FusedAdamW) and loaded.optimizer.weight_decay == 0.01
+    assert loaded.optimizer.lazy_sparse_updates
+    assert len(loaded.optimizer.variables) == len(model.optimizer.variables)  # the rows' last steps too
     for saved, kept in zip(loaded.optimizer.variables, model.optimizer.variables):
         np.testing.assert_array_equal(saved, kept)
