@@ -18,9 +18,9 @@ Both sides train the same model size (the guide's encoder: 3 layers, width 128, 
   pads every sentence to 128 tokens, averages over all positions, padding included, and updates
   with Keras's AdamW. Ours tokenizes once, buckets batches by length (`bucket_lengths`: padded to
   8, 12, 16, 24, 32, 48 or 64 tokens), averages over real tokens only and updates with
-  `FusedAdamW` (AdamW in one pass over each variable on TensorFlow, and the token embedding's
-  rows only where the batch has a token: lazy, as `LazyAdam`). Both start from the
-  same random initial weights (no pretraining: the pipeline is what is compared), train the
+  `FusedAdamW` (AdamW in one pass over each variable on TensorFlow; the token embedding's rows
+  only where the batch has a token, each first catching up on the steps it missed). Both start
+  from the same random initial weights (no pretraining: the pipeline is what is compared), train the
   guide's 3 epochs and report dev accuracy after each epoch, and the time to reach
   `--target-accuracy`. Before the timed epochs each side builds its compiled step for every batch
   shape it will see (one for the guide's 128-token batches, a dozen for our buckets and their last,

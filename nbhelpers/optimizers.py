@@ -20,10 +20,12 @@ the embedding's 30,522 tokens, and the others wait instead of taking a pass over
 parameters. Unlike those, a row that returns after k steps without a gradient first catches up
 on them: its moments decay by beta_1^k and beta_2^k and its weights by AdamW's decay^k (as
 AdamW's), and it moves by its momentum over the k steps (as AdamW's for a constant step size and
-epsilon small against sqrt(v)). A plain lazy update learnt slower from random weights (3.6
-points of SST-2 dev accuracy behind after one epoch); this one kept AdamW's accuracy in a first
-check. Rows not seen again keep that last momentum pending. TensorFlow only: JAX and PyTorch give
-embeddings dense gradients.
+epsilon small against sqrt(v); with a schedule, at the current step's). When `fit` ends
+(`finalize_variable_values`) every row catches up, so the trained weights are AdamW's; during
+`fit` (validation, callbacks) rows are as last updated. A plain lazy update learnt slower from
+random weights (3.6 points of SST-2 dev accuracy behind after one epoch); this one kept AdamW's
+accuracy (`docs/results/cpu-profile.md`). TensorFlow only: JAX and PyTorch give embeddings dense
+gradients.
 
 Example:
 
@@ -47,7 +49,8 @@ class FusedAdamW(keras.optimizers.AdamW):
 
     Args:
         lazy_sparse_updates: on TensorFlow, a sparse gradient (an embedding's) decays and updates
-            only the rows it holds; the others are left as they are that step. Off by default.
+            only the rows it holds, each first catching up on the steps it missed; the others
+            wait until they return or `fit` ends. Off by default.
         **kwargs: `keras.optimizers.AdamW`'s arguments (`learning_rate`, `weight_decay`, ...).
     """
 
@@ -62,7 +65,8 @@ class FusedAdamW(keras.optimizers.AdamW):
         super().build(variables)
         # With lazy updates, each row of a table that may get sparse gradients remembers the last
         # step that updated it, so that a returning row can first catch up on the steps it missed.
-        self._last_steps = {}
+        # (Which variables do get them is known when the step is traced: `_lazy_indices`.)
+        self._last_steps, self._lazy_indices = {}, set()
         if self.lazy_sparse_updates and self._fused():
             for variable in variables:
                 if len(variable.shape) >= 2:
@@ -78,6 +82,60 @@ class FusedAdamW(keras.optimizers.AdamW):
             super()._apply_weight_decay(variables)
         # On TensorFlow the decay is applied in `update_step`, with the variable's update.
 
+    def _step_size(self, learning_rate, step):
+        """Adam's bias-corrected step size ("epsilon hat"), as in Keras's Adam and ResourceApplyAdam."""
+        import tensorflow as tf
+
+        beta_1, beta_2 = tf.cast(self.beta_1, step.dtype), tf.cast(self.beta_2, step.dtype)
+        return learning_rate * tf.sqrt(1 - tf.pow(beta_2, step)) / (1 - tf.pow(beta_1, step))
+
+    def _catch_up(self, weights, first, second, missed, step_size, decay):
+        """Rows' weights and moments after `missed` steps without a gradient (a column: one count a row).
+
+        As AdamW's: the moments decay by beta_1^missed and beta_2^missed, the weights by
+        `decay`^missed (`None`: not decayed) and follow the momentum, the sum over j of
+        step_size * beta_1^j m / (beta_2^(j/2) sqrt(v) + epsilon), taken with one step size and
+        epsilon against sqrt(v): a geometric series.
+        """
+        import tensorflow as tf
+
+        dtype = weights.dtype
+        beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
+        ratio = beta_1 / tf.sqrt(beta_2)
+        drift = (step_size * first / (tf.sqrt(second) + tf.cast(self.epsilon, dtype))
+                 * ratio * (1 - tf.pow(ratio, missed)) / (1 - ratio))
+        weights = weights * (1 if decay is None else tf.pow(decay, missed)) - drift
+        return weights, first * tf.pow(beta_1, missed), second * tf.pow(beta_2, missed)
+
+    def finalize_variable_values(self, var_list):
+        """Called by `fit` when it ends: lazily updated rows first take the steps they missed since
+        their last update (as a returning row does), so the trained weights are AdamW's."""
+        super().finalize_variable_values(var_list)
+        steps_taken = int(keras.ops.convert_to_numpy(self.iterations))
+        if not getattr(self, "_lazy_indices", None) or steps_taken == 0:
+            return
+        import tensorflow as tf
+
+        for index in sorted(self._lazy_indices):
+            variable, last_step = self._trainable_variables[index], self._last_steps[index]
+            first, second = self._momentums[index], self._velocities[index]
+            dtype = variable.dtype
+            step = tf.cast(steps_taken, dtype)  # the last step taken
+            learning_rate = tf.cast(self._get_current_learning_rate(), dtype)
+            decay = self._decay(learning_rate, variable)
+            caught_up = self._catch_up(
+                tf.convert_to_tensor(variable), tf.convert_to_tensor(first), tf.convert_to_tensor(second),
+                (step - tf.convert_to_tensor(last_step))[:, None], self._step_size(learning_rate, step), decay)
+            for target, value in zip((variable, first, second), caught_up):
+                target.assign(value)
+            last_step.assign(tf.fill(last_step.shape, step))
+
+    def _decay(self, learning_rate, variable):
+        """AdamW's factor on `variable` a step, or `None` where it takes no weight decay."""
+        if not (self.weight_decay and self._use_weight_decay(variable)):
+            return None
+        return 1 - learning_rate * keras.ops.cast(self.weight_decay, learning_rate.dtype)
+
     def update_step(self, gradient, variable, learning_rate):
         if not self._fused():
             return super().update_step(gradient, variable, learning_rate)
@@ -89,39 +147,33 @@ class FusedAdamW(keras.optimizers.AdamW):
         moments = self._momentums[index].value.handle, self._velocities[index].value.handle
         step = tf.cast(self.iterations + 1, dtype)
         beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
-        decay = 1 - learning_rate * tf.cast(self.weight_decay, dtype)
-        decays = bool(self.weight_decay) and self._use_weight_decay(variable)
+        decay = self._decay(learning_rate, variable)
         if self.lazy_sparse_updates and isinstance(gradient, tf.IndexedSlices):
+            # A variable's gradients are sparse at every step or at none (its uses decide), so
+            # the rows of these variables only are behind at the end of training.
+            self._lazy_indices.add(index)
             rows, occurrence_rows = tf.unique(gradient.indices)
             summed = tf.math.unsorted_segment_sum(tf.cast(gradient.values, dtype), occurrence_rows, tf.size(rows))
-            weights, first, second = (
+            gathered = (
                 tf.raw_ops.ResourceGather(resource=handle, indices=rows, dtype=dtype)
-                for handle in (variable.handle, *moments)
+                for handle in (variable.handle, *moments, self._last_steps[index].value.handle)
             )
-            epsilon = tf.cast(self.epsilon, dtype)
-            # Adam's bias-corrected step size ("epsilon hat"), as in Keras's Adam and ResourceApplyAdam.
-            step_size = learning_rate * tf.sqrt(1 - tf.pow(beta_2, step)) / (1 - tf.pow(beta_1, step))
-            last_step = self._last_steps[index]
-            last = tf.raw_ops.ResourceGather(resource=last_step.value.handle, indices=rows, dtype=dtype)
-            missed = (step - 1 - last)[:, None]  # a row never updated has missed every step: decay only
-            # What the missed steps (no gradient) would have done: moments decay, weights decay and
-            # follow the momentum, sum over j of step_size * beta_1^j m / (beta_2^(j/2) sqrt(v) + eps),
-            # taken with the current step size and eps against sqrt(v) (a geometric series).
-            ratio = beta_1 / tf.sqrt(beta_2)
-            drift = step_size * first / (tf.sqrt(second) + epsilon) * ratio * (1 - tf.pow(ratio, missed)) / (1 - ratio)
-            weights = weights * (tf.pow(decay, missed) if decays else 1) - drift
-            first, second = first * tf.pow(beta_1, missed), second * tf.pow(beta_2, missed)
+            weights, first, second, last = gathered
+            step_size = self._step_size(learning_rate, step)
+            # A row never updated has missed every step before this one: it only decays.
+            missed = (step - 1 - last)[:, None]
+            weights, first, second = self._catch_up(weights, first, second, missed, step_size, decay)
             first = beta_1 * first + (1 - beta_1) * summed
             second = beta_2 * second + (1 - beta_2) * tf.square(summed)
-            if decays:
+            if decay is not None:
                 weights = weights * decay
-            weights = weights - step_size * first / (tf.sqrt(second) + epsilon)
-            for handle, updated in zip((variable.handle, *moments), (weights, first, second)):
+            weights = weights - step_size * first / (tf.sqrt(second) + tf.cast(self.epsilon, dtype))
+            last = tf.fill(tf.shape(rows), step)
+            handles = (variable.handle, *moments, self._last_steps[index].value.handle)
+            for handle, updated in zip(handles, (weights, first, second, last)):
                 tf.raw_ops.ResourceScatterUpdate(resource=handle, indices=rows, updates=updated)
-            tf.raw_ops.ResourceScatterUpdate(resource=last_step.value.handle, indices=rows,
-                                             updates=tf.fill(tf.shape(rows), step))
             return
-        if decays:
+        if decay is not None:
             variable.assign(variable * decay)
         tf.raw_ops.ResourceApplyAdam(
             var=variable.handle,

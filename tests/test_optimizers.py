@@ -73,31 +73,45 @@ def test_fused_adamw_leaves_excluded_variables_undecayed():
         np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
 
 
+def catch_up_rows(weights, first, second, rows, missed, step_size, decay, optimizer):
+    """Numpy: the rows' weights and moments after `missed` steps without a gradient, step by step."""
+    beta_1, beta_2, epsilon = optimizer.beta_1, optimizer.beta_2, optimizer.epsilon
+    for row in rows:
+        drift = sum(step_size * beta_1**j * first[row] / (np.sqrt(beta_2**j * second[row]) + epsilon)
+                    for j in range(1, missed[row] + 1))
+        weights[row] = weights[row] * decay ** missed[row] - drift
+        first[row] *= beta_1 ** missed[row]
+        second[row] *= beta_2 ** missed[row]
+
+
 def lazy_adamw_rows(weights, first, second, last, gradients, step, learning_rate, weight_decay, optimizer):
     """Numpy lazy AdamW with catch-up: the rows in `gradients` ({row: summed gradient}), each
     first given the steps it missed since `last[row]`."""
     beta_1, beta_2, epsilon = optimizer.beta_1, optimizer.beta_2, optimizer.epsilon
     step_size = learning_rate * np.sqrt(1 - beta_2**step) / (1 - beta_1**step)
+    decay = 1 - learning_rate * weight_decay
+    missed = {row: step - 1 - last[row] for row in gradients}
+    catch_up_rows(weights, first, second, gradients, missed, step_size, decay, optimizer)
     for row, gradient in gradients.items():
-        missed = step - 1 - last[row]
-        drift = sum(step_size * beta_1**j * first[row] / (np.sqrt(beta_2**j * second[row]) + epsilon)
-                    for j in range(1, missed + 1))
-        weights[row] = weights[row] * (1 - learning_rate * weight_decay) ** missed - drift
-        first[row] *= beta_1**missed
-        second[row] *= beta_2**missed
         first[row] = beta_1 * first[row] + (1 - beta_1) * gradient
         second[row] = beta_2 * second[row] + (1 - beta_2) * gradient**2
-        weights[row] = weights[row] * (1 - learning_rate * weight_decay)
-        weights[row] -= step_size * first[row] / (np.sqrt(second[row]) + epsilon)
+        weights[row] = weights[row] * decay - step_size * first[row] / (np.sqrt(second[row]) + epsilon)
         last[row] = step
 
 
-def test_lazy_sparse_updates_move_only_the_rows_a_sparse_gradient_holds():
+def test_lazy_sparse_updates_move_only_the_rows_a_sparse_gradient_holds_and_catch_up_at_the_end():
     rng = np.random.default_rng(1)
     start = rng.normal(size=(10, 4)).astype("float32")
     table = keras.Variable(start)
     optimizer = FusedAdamW(0.05, weight_decay=0.3, lazy_sparse_updates=True)
     weights, first, second, last = start.astype("float64"), np.zeros((10, 4)), np.zeros((10, 4)), [0] * 10
+
+    def check_against_the_reference():
+        np.testing.assert_allclose(table.numpy(), weights, rtol=1e-5, atol=1e-6)
+        moments = {variable.path.split("_")[-1]: variable.numpy() for variable in optimizer.variables[2:4]}
+        np.testing.assert_allclose(moments["momentum"], first, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(moments["velocity"], second, rtol=1e-4, atol=1e-9)  # 1 - beta_2 in float32
+
     # Row 1 repeated and back after 3 steps; row 3 back after 1; rows 0, 4-6, 8, 9 never seen.
     for step, rows in enumerate([[1, 3, 1], [3, 7], [2], [2], [1, 1, 1, 2, 3]], start=1):
         values = rng.normal(size=(len(rows), 4)).astype("float32")
@@ -106,37 +120,51 @@ def test_lazy_sparse_updates_move_only_the_rows_a_sparse_gradient_holds():
         for row, value in zip(rows, values):
             summed[row] = summed.get(row, 0) + value.astype("float64")
         lazy_adamw_rows(weights, first, second, last, summed, step, 0.05, 0.3, optimizer)
-        np.testing.assert_allclose(table.numpy(), weights, rtol=1e-5, atol=1e-6)
-    moments = {variable.path.split("_")[-1]: variable.numpy() for variable in optimizer.variables[2:]}
-    np.testing.assert_allclose(moments["momentum"], first, rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(moments["velocity"], second, rtol=1e-4, atol=1e-9)  # 1 - beta_2 in float32
+        check_against_the_reference()
     untouched = [0, 4, 5, 6, 8, 9]
     np.testing.assert_array_equal(table.numpy()[untouched], start[untouched])
     assert not np.allclose(table.numpy()[[1, 2, 3, 7]], start[[1, 2, 3, 7]])
 
+    # When `fit` ends, every row takes the steps it missed: row 7's three, the unseen rows' five.
+    optimizer.finalize_variable_values([table])
+    step_size = 0.05 * np.sqrt(1 - optimizer.beta_2**5) / (1 - optimizer.beta_1**5)
+    missed = [5 - last[row] for row in range(10)]
+    catch_up_rows(weights, first, second, range(10), missed, step_size, 1 - 0.05 * 0.3, optimizer)
+    check_against_the_reference()
+    np.testing.assert_allclose(table.numpy()[untouched], start[untouched] * (1 - 0.05 * 0.3) ** 5, rtol=1e-6)
+    optimizer.finalize_variable_values([table])  # nothing is left to catch up
+    check_against_the_reference()
 
-def test_lazy_sparse_updates_catch_up_with_adamw_when_a_row_returns():
+
+def test_lazy_sparse_updates_catch_up_with_adamw():
     """With a constant step size (late steps: no bias correction left), a row that skips steps
-    ends where AdamW's dense update puts it, to the epsilon term's effect. (Without weight decay:
-    starting at step 10,000, every row would owe 10,000 steps of it; the numpy reference above
-    checks the decay's catch-up.)"""
+    ends where AdamW's dense update puts it, to the epsilon term's effect, when it returns and
+    when `fit` ends. (Without weight decay: starting at step 10,000, every row would owe 10,000
+    steps of it; the numpy reference above checks the decay's catch-up.)"""
 
-    def trained(lazy, dense_gradients):
+    def trained(lazy, dense_gradients, row_batches):
         table = keras.Variable(np.ones((6, 3), "float32"))
         optimizer = FusedAdamW(1e-2, weight_decay=0.0, lazy_sparse_updates=lazy)
         optimizer.build([table])
         optimizer.iterations.assign(10_000)
         rng = np.random.default_rng(2)
-        for rows in [[0, 1], [1], [1, 2], [1], [1], [0, 1, 2]]:  # rows 0 and 2 skip steps
+        for rows in row_batches:
             values = rng.normal(size=(len(rows), 3)).astype("float32")
             gradient = tf.IndexedSlices(values, tf.constant(rows), tf.constant([6, 3]))
             optimizer.apply([tf.convert_to_tensor(gradient) if dense_gradients else gradient], [table])
-        return table.numpy()
+        return table, optimizer
 
-    lazy, adamw = trained(True, False), trained(False, True)
+    returning = [[0, 1], [1], [1, 2], [1], [1], [0, 1, 2]]  # rows 0 and 2 skip steps and return
+    lazy, adamw = trained(True, False, returning)[0].numpy(), trained(False, True, returning)[0].numpy()
     np.testing.assert_allclose(lazy[:3], adamw[:3], rtol=1e-4, atol=1e-6)
     assert not np.allclose(lazy[:3], 1)
     np.testing.assert_array_equal(lazy[3:], adamw[3:])  # rows 3-5: never a gradient, so no momentum
+
+    leaving = [[0, 1, 2], [1], [1, 2], [1], [1], [1]]  # rows 0 and 2 are behind when training ends
+    (lazy_table, optimizer), adamw = trained(True, False, leaving), trained(False, True, leaving)[0].numpy()
+    assert not np.allclose(lazy_table.numpy()[[0, 2]], adamw[[0, 2]], rtol=1e-4, atol=1e-6)
+    optimizer.finalize_variable_values([lazy_table])
+    np.testing.assert_allclose(lazy_table.numpy(), adamw, rtol=1e-4, atol=1e-6)
 
 
 def test_lazy_sparse_updates_leave_dense_gradients_to_adamw():
@@ -145,8 +173,9 @@ def test_lazy_sparse_updates_leave_dense_gradients_to_adamw():
 
     lazy = trained_weights(optimizer(FusedAdamW, lazy_sparse_updates=True))
     fused, initial = trained_weights(optimizer(FusedAdamW)), trained_weights(keras.optimizers.SGD(0.0))
-    untouched = slice(30, 50)  # no token id reaches these rows
-    np.testing.assert_array_equal(lazy[0][untouched], initial[0][untouched])
+    untouched = slice(30, 50)  # no token id reaches these rows: only decayed, when `fit` ends
+    end_decay = 1 - float(schedule()(12)) * 0.1  # at the last step's learning rate, 1e-3
+    np.testing.assert_allclose(lazy[0][untouched], initial[0][untouched] * end_decay**12, rtol=1e-6)
     assert not np.allclose(fused[0][untouched], initial[0][untouched])
     assert not np.allclose(lazy[0][:30], initial[0][:30])
     # A dense layer takes AdamW's update either way; its weights differ only through the embedding's.
