@@ -111,8 +111,10 @@ class FusedAdamW(keras.optimizers.AdamW):
         """Called by `fit` when it ends: lazily updated rows first take the steps they missed since
         their last update (as a returning row does), so the trained weights are AdamW's."""
         super().finalize_variable_values(var_list)
+        if not getattr(self, "_lazy_indices", None):
+            return
         steps_taken = int(keras.ops.convert_to_numpy(self.iterations))
-        if not getattr(self, "_lazy_indices", None) or steps_taken == 0:
+        if steps_taken == 0:  # no step to catch up on (and Adam's step size is undefined at step 0)
             return
         import tensorflow as tf
 

@@ -270,17 +270,19 @@ def read_history(csv_path):
 def compile_classifier(classifier, learning_rate, optimizer=None):
     """Compile a sigmoid sentiment classifier for fine-tuning (binary cross-entropy, AdamW).
 
-    AdamW as `FusedAdamW(learning_rate, lazy_sparse_updates=True)`: on TensorFlow, one pass over
-    each variable a step, and only the rows of the token embedding that the batch holds (a batch
-    of short sentences holds a few hundred of its 30,522; a pass over all 3.9M parameters was a
-    fifth of the step). `optimizer` replaces it (`learning_rate` is then unused), as `bench/`
-    does with the guide's `keras.optimizers.AdamW`.
+    AdamW as `FusedAdamW`: on TensorFlow, one pass over each variable a step, and where the step
+    is not XLA-compiled (`use_xla`: on CPUs) only the rows of the token embedding that the batch
+    holds (`lazy_sparse_updates`: a batch of short sentences holds a few hundred of its 30,522,
+    and a pass over all 3.9M parameters was a fifth of a CPU step; under XLA the lazy update was
+    5x slower). `optimizer` replaces it (`learning_rate` is then unused), as `bench/` does with
+    the guide's `keras.optimizers.AdamW`.
     """
+    xla = use_xla()
     classifier.compile(
         loss="binary_crossentropy",
-        optimizer=optimizer or FusedAdamW(learning_rate, lazy_sparse_updates=True),
+        optimizer=optimizer or FusedAdamW(learning_rate, lazy_sparse_updates=not xla),
         metrics=["accuracy"],
-        jit_compile=use_xla(),
+        jit_compile=xla,
     )
     return classifier
 

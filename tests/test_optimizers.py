@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from nbhelpers import training
 from nbhelpers.optimizers import FusedAdamW
+from nbhelpers.training import compile_classifier
 
 
 class DenseGradientAdamW(keras.optimizers.AdamW):
@@ -185,6 +187,14 @@ def test_lazy_sparse_updates_leave_dense_gradients_to_adamw():
     reference, same_start = FusedAdamW(1e-2), keras.Variable(np.ones((3, 2), "float32"))
     reference.apply([tf.ones((3, 2))], [same_start])
     np.testing.assert_array_equal(dense.numpy(), same_start.numpy())
+
+
+def test_compile_classifier_updates_lazily_where_the_step_is_not_xla_compiled(monkeypatch):
+    classifier = compile_classifier(small_classifier(), 1e-3)  # a CPU: no XLA
+    assert isinstance(classifier.optimizer, FusedAdamW) and classifier.optimizer.lazy_sparse_updates
+    monkeypatch.setattr(training, "use_xla", lambda: True)  # as on a GPU
+    classifier = compile_classifier(small_classifier(), 1e-3)
+    assert not classifier.optimizer.lazy_sparse_updates and classifier.jit_compile
 
 
 MIRRORED = """
