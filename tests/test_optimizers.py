@@ -194,7 +194,7 @@ def test_compile_classifier_updates_lazily_where_the_step_is_not_xla_compiled(mo
     assert isinstance(classifier.optimizer, FusedAdamW) and classifier.optimizer.lazy_sparse_updates
     monkeypatch.setattr(training, "use_xla", lambda: True)  # as on a GPU
     classifier = compile_classifier(small_classifier(), 1e-3)
-    assert not classifier.optimizer.lazy_sparse_updates and classifier.jit_compile
+    assert not classifier.optimizer.lazy_sparse_updates  # (Keras may still turn XLA off: op determinism)
 
 
 MIRRORED = """
