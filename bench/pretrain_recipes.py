@@ -27,8 +27,6 @@ shapes and the fine-tuning results of notebook 04 beside them.
 import argparse
 import dataclasses
 import json
-import os
-import platform
 import sys
 from pathlib import Path
 
@@ -44,6 +42,9 @@ from nbhelpers.tokenization import compute_vocabulary, make_tokenizer, pack_text
 from nbhelpers.training import (
     WallClock, learning_rate, seconds_per_step, set_seed, steps_for_minutes, use_xla,
 )
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # machine.py, beside this script: bench/ is no package
+from machine import describe_machine  # noqa: E402
 
 MODEL = dict(num_layers=3, model_dim=128, num_heads=2, intermediate_dim=512)
 GUIDE_PIECE_WORDS = 100
@@ -185,8 +186,7 @@ def main(argv=None):
               flush=True)
     record = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "cpu_count": os.cpu_count()},
+        "machine": describe_machine(),
         "corpus": args.corpus if args.data_dir else "synthetic wikitext",
         "minutes_per_recipe": args.minutes,
         "results": results,

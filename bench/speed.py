@@ -45,7 +45,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -63,6 +62,9 @@ from nbhelpers.metrics import MaskedTokenAccuracy
 from nbhelpers.models import build_classifier, build_encoder, build_pretraining_model
 from nbhelpers.tokenization import classification_dataset, make_tokenizer, pack_texts, tokenize_texts
 from nbhelpers.training import binary_accuracy, compile_classifier, repeated_epochs, set_seed, use_xla
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # machine.py, beside this script: bench/ is no package
+from machine import describe_machine  # noqa: E402
 
 MODEL = dict(num_layers=3, model_dim=128, num_heads=2, intermediate_dim=512, dropout=0.1)
 # How each side pretrains that model: the guide's blocks, and the cpu profile's (params/cpu.yaml).
@@ -400,25 +402,6 @@ def start_ours(children, backend, args, initial_weights_path, out):
     children.start(command, env={**os.environ, "KERAS_BACKEND": backend})
 
 
-def usable_cores():
-    """The CPU cores this process may run on (its affinity, where the OS reports one)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-
-
-def cpu_model():
-    """The CPU's model name and its vector extensions that matter here (the guide's long, padded
-    batches gain more from wide vector units than our short ones: ratios differ between CPUs)."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:  # not Linux
-        return platform.processor()
-    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
-    fields = {key.strip(): value.strip() for key, value in fields.items()}
-    flags = fields.get("flags", "").split()
-    wanted = [flag for flag in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if flag in flags]
-    return f"{fields.get('model name', 'unknown')} ({fields.get('vendor_id', '')}, {' '.join(wanted) or 'no AVX2'})"
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default="", help="real data folder; empty: the synthetic data")
@@ -468,8 +451,7 @@ def main(argv=None):
     if keras.backend.backend() != "tensorflow":
         raise SystemExit("The guide's side runs on TensorFlow (as the guide did): run this with "
                          "KERAS_BACKEND=tensorflow (the default); --ours-backends picks our side's backends.")
-    results = {"machine": {"platform": platform.platform(), "processor": platform.processor(), "cpu": cpu_model(),
-                           "cores": usable_cores(), "xla": use_xla(),
+    results = {"machine": {**describe_machine(), "xla": use_xla(),
                            "python": sys.version.split()[0], "tensorflow": tf.__version__,
                            "keras": keras.__version__, "keras_hub": keras_hub.__version__},
                "data_dir": str(data_dir), "model": {**MODEL, "sequence_length": SEQUENCE_LENGTH,

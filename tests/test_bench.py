@@ -74,6 +74,7 @@ def test_the_pretraining_recipe_comparison_runs_and_records_curves(tmp_path, mon
     recipes.main(["--minutes", "0.02", "--evaluations", "2", "--vocabulary-size", "500", "--calibration-steps", "2",
                   "--recipes", "guide", "ours", "--out", str(out)])
     record = json.loads(out.read_text())
+    assert record["machine"]["cores"] >= 1 and record["machine"]["cpu"]  # described as bench/speed.py does
     assert set(record["results"]) == {"the guide's recipe", "ours (cpu profile)"}
     for result in record["results"].values():
         assert len(result["minutes"]) == len(result["val_mlm_accuracy"]) == len(result["val_known_token_accuracy"]) == 2
