@@ -189,6 +189,7 @@ def test_lazy_sparse_updates_leave_dense_gradients_to_adamw():
     np.testing.assert_array_equal(dense.numpy(), same_start.numpy())
 
 
+@pytest.mark.filterwarnings("ignore:Model doesn't support `jit_compile=True`")  # op determinism, see below
 def test_compile_classifier_updates_lazily_where_the_step_is_not_xla_compiled(monkeypatch):
     classifier = compile_classifier(small_classifier(), 1e-3)  # a CPU: no XLA
     assert isinstance(classifier.optimizer, FusedAdamW) and classifier.optimizer.lazy_sparse_updates
