@@ -156,11 +156,10 @@ class FusedAdamW(keras.optimizers.AdamW):
             self._lazy_indices.add(index)
             rows, occurrence_rows = tf.unique(gradient.indices)
             summed = tf.math.unsorted_segment_sum(tf.cast(gradient.values, dtype), occurrence_rows, tf.size(rows))
-            gathered = (
-                tf.raw_ops.ResourceGather(resource=handle, indices=rows, dtype=dtype)
-                for handle in (variable.handle, *moments, self._last_steps[index].value.handle)
+            handles = (variable.handle, *moments, self._last_steps[index].value.handle)
+            weights, first, second, last = (
+                tf.raw_ops.ResourceGather(resource=handle, indices=rows, dtype=dtype) for handle in handles
             )
-            weights, first, second, last = gathered
             step_size = self._step_size(learning_rate, step)
             # A row never updated has missed every step before this one: it only decays.
             missed = (step - 1 - last)[:, None]
@@ -171,7 +170,6 @@ class FusedAdamW(keras.optimizers.AdamW):
                 weights = weights * decay
             weights = weights - step_size * first / (tf.sqrt(second) + tf.cast(self.epsilon, dtype))
             last = tf.fill(tf.shape(rows), step)
-            handles = (variable.handle, *moments, self._last_steps[index].value.handle)
             for handle, updated in zip(handles, (weights, first, second, last)):
                 tf.raw_ops.ResourceScatterUpdate(resource=handle, indices=rows, updates=updated)
             return
