@@ -2,7 +2,7 @@
 
 Where things live:
 
-- `nbhelpers.data`: loaders for SST-2, WikiText and vocabulary files, and `resolve_data_dir`.
+- `nbhelpers.data`: loaders for SST-2, WikiText, vocabulary files and labelled out-of-domain sentences, and `resolve_data_dir`.
 - `nbhelpers.synthetic`: the seeded, offline default data written in those same formats.
 - `nbhelpers.acquire`: downloads with checksums and mirrors (`python -m nbhelpers.acquire`).
 - `nbhelpers.tokenization`: the WordPiece tokenizer, vocabularies, packing and length bucketing.
@@ -19,6 +19,7 @@ Where things live:
 - `nbhelpers.label_budget`: the label-budget curve of notebook 04 (three arms, budgets, seeds).
 - `nbhelpers.fill_mask`: the pretrained model's top guesses for a masked word.
 - `nbhelpers.export`: the raw-text model that notebook 05 saves; `nbhelpers.predict` its CLI.
+- `nbhelpers.out_of_domain`: notebook 05's zero-shot check on labelled sentences from outside films.
 - `nbhelpers.plots`: training curves, accuracy bars and the label-budget curve.
 - `nbhelpers.notebook_hygiene`: what a committed notebook may hold.
 - `nbhelpers.artifacts`: atomic artifact folders and JSON files.

@@ -14,6 +14,9 @@ Layout written inside `data_dir`::
     wikitext-103/wiki.{train,valid,test}.raw          WikiText-103 raw      (name "wikitext-103")
     wikitext-2/wiki.{train,valid,test}.raw            WikiText-2 raw        (name "wikitext-2")
     corpus/movie_reviews.zip                          NLTK movie reviews    (name "movie_reviews")
+    corpus/{brown,abc,webtext}.zip                    NLTK general English  (names "brown", "abc", "webtext")
+    sentiment/product_reviews_{1,2}.zip               Hu & Liu's product reviews, an out-of-domain check
+                                                      (names "product_reviews_1", "product_reviews_2")
 
 Downloads are cached (by default in the user cache folder, `pooch.os_cache("nbhelpers")`), so
 deleting `data_dir` and fetching again re-extracts without downloading.
@@ -177,6 +180,63 @@ DATASETS = {
                 "https://raw.githubusercontent.com/nltk/nltk_data/gh-pages/packages/corpora/movie_reviews.zip",
                 # sha256 from ../shared/data/README.md (NLTK's file, kept zipped).
                 known_hash="a41211ae685019137410268134db6a1a14428c89b671eb83056151a878539008",
+            ),
+        ),
+    ),
+    # Hu & Liu's labelled product-review sentences: an out-of-domain check, never training data.
+    "product_reviews_1": Dataset(
+        "product_reviews_1",
+        ("sentiment/product_reviews_1.zip",),
+        (
+            Source(
+                "https://raw.githubusercontent.com/nltk/nltk_data/gh-pages/packages/corpora/product_reviews_1.zip",
+                # sha256 from ../shared/data/README.md (NLTK's file, kept zipped).
+                known_hash="627bfb0bb7c87586246d99b4402c3d7e4fb77ac14559d8695c283bd6850615ac",
+            ),
+        ),
+    ),
+    "product_reviews_2": Dataset(
+        "product_reviews_2",
+        ("sentiment/product_reviews_2.zip",),
+        (
+            Source(
+                "https://raw.githubusercontent.com/nltk/nltk_data/gh-pages/packages/corpora/product_reviews_2.zip",
+                # sha256 from ../shared/data/README.md (NLTK's file, kept zipped).
+                known_hash="272b08fe130882e5867aa7ecc69a65616099183c4ccc10374a62c271801b0bc1",
+            ),
+        ),
+    ),
+    # General-domain English beside the in-domain reviews.
+    "brown": Dataset(
+        "brown",
+        ("corpus/brown.zip",),
+        (
+            Source(
+                "https://raw.githubusercontent.com/nltk/nltk_data/gh-pages/packages/corpora/brown.zip",
+                # sha256 from ../shared/data/README.md (NLTK's file, kept zipped).
+                known_hash="9b275f9b3b95d7bd66ccfb7cd259f445a13bbe5d1f4107aba09fd3e8364bafa6",
+            ),
+        ),
+    ),
+    "abc": Dataset(
+        "abc",
+        ("corpus/abc.zip",),
+        (
+            Source(
+                "https://raw.githubusercontent.com/nltk/nltk_data/gh-pages/packages/corpora/abc.zip",
+                # sha256 from ../shared/data/README.md (NLTK's file, kept zipped).
+                known_hash="129bb6001beb828049a90a59b7dd3c2f0594a47012e48fc5177dfae38e658565",
+            ),
+        ),
+    ),
+    "webtext": Dataset(
+        "webtext",
+        ("corpus/webtext.zip",),
+        (
+            Source(
+                "https://raw.githubusercontent.com/nltk/nltk_data/gh-pages/packages/corpora/webtext.zip",
+                # sha256 from ../shared/data/README.md (NLTK's file, kept zipped).
+                known_hash="9e32dbae4879464b8f420a0dc721855bb26167b720d7695588d2ca2aeadf501a",
             ),
         ),
     ),
@@ -346,7 +406,8 @@ def fetch(name, data_dir, cache_dir=None, sources=None, timeout=DEFAULT_TIMEOUT,
     access (files are only ever renamed into place complete, so being there means being whole).
 
     Args:
-        name: a key of `DATASETS`: "sst2", "vocab", "wikitext-103", "wikitext-2", "movie_reviews".
+        name: a key of `DATASETS`: "sst2", "vocab", "wikitext-103", "wikitext-2", "movie_reviews",
+            "brown", "abc", "webtext", "product_reviews_1", "product_reviews_2".
         data_dir: the data folder (created if missing).
         cache_dir: where downloads are kept; default the user cache, `pooch.os_cache("nbhelpers")`.
         sources: replaces the registry's sources (`Source` objects or dicts of their fields),

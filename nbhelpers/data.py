@@ -8,6 +8,14 @@ A data folder (`DATA_DIR` in notebook 01) is laid out as::
                                          tokenized `wiki.*.tokens` files are read too)
     corpus/movie_reviews.zip             optional: Pang & Lee's 2,000 movie reviews (NLTK's zip),
                                          unlabelled in-domain text for pretraining
+    corpus/{brown,abc,webtext}.zip       optional: general-domain English (NLTK's zips); fetched by
+                                         `nbhelpers.acquire`, read by no notebook yet
+    sentiment/*.zip, sentiment/*.tsv     optional: labelled sentences from outside films, an
+                                         out-of-domain check that notebook 05 scores zero-shot
+                                         (never trained or tuned on): Hu & Liu's product reviews
+                                         as NLTK distributes them (`product_reviews_{1,2}.zip`,
+                                         read by `load_hu_liu_reviews`), or any
+                                         `sentence<TAB>label` file (`load_labelled_tsv`)
 
 `nbhelpers.acquire` downloads these into a data folder.
 
@@ -20,9 +28,12 @@ Example:
 >>> sentences, labels = load_sst2(data_dir, "train")
 >>> lines = load_wikitext(data_dir, "valid")
 >>> train_texts, valid_texts = load_corpus(data_dir, "wikitext")
+>>> load_out_of_domain_sets(data_dir)  # the synthetic data has none
+{}
 """
 
 import csv
+import re
 import zipfile
 from pathlib import Path
 
@@ -41,6 +52,14 @@ MOVIE_REVIEWS_ZIP = Path("corpus") / "movie_reviews.zip"
 CORPORA = ("wikitext", "movie_reviews", "sst2_unlabelled", "movie_reviews_and_sst2")
 # Corpora without a validation split hold out every n-th document for it (5 %).
 HOLD_OUT_EVERY = 20
+# Labelled sentences from outside films (the out-of-domain check), and the formats read there.
+OUT_OF_DOMAIN_FOLDER = "sentiment"
+OUT_OF_DOMAIN_SUFFIXES = (".zip", ".tsv")
+# Hu & Liu's opinion tag: a feature's `[+n]` or `[-n]`, n the strength (1-3). A tag without its
+# strength (`[+]`, 33 in NLTK's two files) is not counted; that gives the reference counts of
+# labelled sentences (1,719 + 2,067, in ../shared/data/README.md on the project's machines).
+HU_LIU_OPINION_TAG = re.compile(r"\[([+-])(\d)\]")
+HU_LIU_SENTENCE_MARK = "##"
 
 
 class DataFormatError(ValueError):
@@ -246,3 +265,142 @@ def load_vocabulary(path):
     if tokens[0] != "[PAD]":
         raise DataFormatError(f"{path}, line 1: the first token must be [PAD] (id 0), got {tokens[0]!r}.")
     return tokens
+
+
+def _utf8_lines(raw, where):
+    """Yield `(line_number, text)` for the lines of `raw` bytes; a line that is not UTF-8 is an error."""
+    for line_number, line in enumerate(raw.split(b"\n"), start=1):
+        try:
+            yield line_number, line.decode("utf-8").rstrip("\r")
+        except UnicodeDecodeError as error:
+            raise DataFormatError(
+                f"{where}, line {line_number}: not UTF-8 text (byte {line[error.start]:#04x} at column "
+                f"{error.start + 1})."
+            ) from None
+
+
+def hu_liu_label(tags):
+    """The label of a Hu & Liu sentence from the tags before its `##`: 1, 0, or None for no label.
+
+    Args:
+        tags: the text before `##`, e.g. "battery[-2],screen[+1][u]".
+
+    Returns:
+        1 when the strengths of the `[+n]` and `[-n]` tags sum above 0, 0 below 0, None when there
+        is no tag or they cancel out.
+
+    Example:
+
+    >>> hu_liu_label("battery[-2],screen[+1][u]"), hu_liu_label("price[+1]"), hu_liu_label("")
+    (0, 1, None)
+    """
+    total = sum(int(strength) * (1 if sign == "+" else -1) for sign, strength in HU_LIU_OPINION_TAG.findall(tags))
+    return None if total == 0 else int(total > 0)
+
+
+def load_hu_liu_reviews(path):
+    """Read the labelled sentences of a zip of Hu & Liu's annotated product reviews (KDD 2004).
+
+    The zip is as NLTK's data index distributes it (`product_reviews_1.zip`, `product_reviews_2.zip`):
+    one `.txt` file per product (a `README.txt` is skipped), one sentence a line after `##`,
+    preceded by its opinion tags `feature[+n]` / `feature[-n]` (n the strength, 1-3). A sentence's
+    label is the sign of the sum of its tags (`hu_liu_label`); sentences without tags, or whose
+    tags cancel out, carry no label and are left out, as are lines without `##` (the header, the
+    `[t]` review titles). The sentence is the rest of the line after the first `##`, stripped.
+
+    Args:
+        path: the zip file.
+
+    Returns:
+        `(sentences, labels)`: lists of str and int (0 negative, 1 positive), in member-name and
+        line order.
+
+    Raises:
+        DataFormatError: not a zip, a line that is not UTF-8 (the message names the file, the
+            member and the line), or no labelled sentence at all.
+    """
+    path = _require_file(path, "Hu & Liu product reviews")
+    sentences, labels = [], []
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = sorted(
+                n for n in archive.namelist() if n.endswith(".txt") and Path(n).name.lower() != "readme.txt"
+            )
+            for name in names:
+                for _, line in _utf8_lines(archive.read(name), f"{path} (member {name})"):
+                    tags, mark, sentence = line.partition(HU_LIU_SENTENCE_MARK)
+                    label = hu_liu_label(tags) if mark else None
+                    if label is not None:
+                        sentences.append(sentence.strip())
+                        labels.append(label)
+    except zipfile.BadZipFile as error:
+        raise DataFormatError(f"{path}: not a readable zip archive ({error}).") from None
+    if not sentences:
+        raise DataFormatError(
+            f"{path}: no labelled sentence (expected review .txt files with lines like "
+            "'feature[+2]##A sentence.')."
+        )
+    return sentences, labels
+
+
+def load_labelled_tsv(path):
+    """Read labelled sentences from a `sentence<TAB>label` file (label 0 negative, 1 positive).
+
+    A first line `sentence<TAB>label` is a header and skipped (as in SST-2's files); blank lines
+    are skipped.
+
+    Args:
+        path: the `.tsv` file, UTF-8.
+
+    Returns:
+        `(sentences, labels)`: lists of str and int.
+
+    Raises:
+        DataFormatError: a line without exactly one tab, a label other than 0 or 1, a line that
+            is not UTF-8, or no sentence at all; the message names the file and line.
+    """
+    path = _require_file(path, "Labelled sentences")
+    sentences, labels = [], []
+    for line_number, line in _utf8_lines(path.read_bytes(), str(path)):
+        fields = line.split("\t")
+        if not line.strip() or (line_number == 1 and fields == ["sentence", "label"]):
+            continue
+        if len(fields) != 2 or fields[1].strip() not in ("0", "1"):
+            raise DataFormatError(
+                f"{path}, line {line_number}: expected 'sentence<TAB>label' with label 0 or 1, got {line[:200]!r}."
+            )
+        sentences.append(fields[0])
+        labels.append(int(fields[1]))
+    if not sentences:
+        raise DataFormatError(f"{path}: no 'sentence<TAB>label' line.")
+    return sentences, labels
+
+
+def find_out_of_domain_sets(data_dir):
+    """The out-of-domain sets in `data_dir/sentiment/` (`*.zip`, `*.tsv`), in name order; [] when none."""
+    folder = Path(data_dir) / OUT_OF_DOMAIN_FOLDER
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in OUT_OF_DOMAIN_SUFFIXES and not p.name.startswith(".")
+    )
+
+
+def load_out_of_domain_sets(data_dir):
+    """Read every out-of-domain set of the data folder: a zip as Hu & Liu's reviews, a .tsv as `sentence<TAB>label`.
+
+    These sets are a check of how a model trained on films does elsewhere, zero-shot: never train
+    or tune on them.
+
+    Args:
+        data_dir: the data folder.
+
+    Returns:
+        `{file name: (sentences, labels)}` in file-name order; `{}` when `sentiment/` holds none.
+    """
+    sets = {}
+    for path in find_out_of_domain_sets(data_dir):
+        load = load_hu_liu_reviews if path.suffix.lower() == ".zip" else load_labelled_tsv
+        sets[path.name] = load(path)
+    return sets

@@ -4,6 +4,7 @@ The server serves files built here: a good SST-2-shaped zip, a tampered one, tru
 stalling responses, a 404. Each test checks what ends up on disk.
 """
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -284,7 +285,7 @@ def test_sources_that_do_not_produce_the_dataset_files_are_refused(tmp_path):
 
 
 def test_the_registry_is_complete_and_well_formed():
-    assert set(acquire.DATASETS) == {"sst2", "vocab", "wikitext-103", "wikitext-2", "movie_reviews"}
+    assert set(acquire.DATASETS) == {"sst2", "vocab", "wikitext-103", "wikitext-2", "movie_reviews", *NLTK_PACKAGES}
     # The guide's URLs come first.
     assert acquire.DATASETS["sst2"].sources[0].url == "https://dl.fbaipublicfiles.com/glue/data/SST-2.zip"
     assert acquire.DATASETS["wikitext-103"].sources[0].url.startswith("https://s3.amazonaws.com/")
@@ -334,3 +335,62 @@ def test_cli_failure_exits_nonzero_with_the_message(server, tmp_path):
     assert f"{server.url('missing.txt')}: 404 Not Found" in result.stderr
     assert str((tmp_path / "data").resolve() / "vocab" / "bert_vocab_uncased.txt") in result.stderr
     assert result.stdout == ""
+
+
+# NLTK's data index packages: dataset name -> (file in data_dir, sha256 from ../shared/data/README.md).
+NLTK_PACKAGES = {
+    "product_reviews_1": ("sentiment/product_reviews_1.zip", "627bfb0bb7c87586246d99b4402c3d7e4fb77ac14559d8695c283bd6850615ac"),
+    "product_reviews_2": ("sentiment/product_reviews_2.zip", "272b08fe130882e5867aa7ecc69a65616099183c4ccc10374a62c271801b0bc1"),
+    "brown": ("corpus/brown.zip", "9b275f9b3b95d7bd66ccfb7cd259f445a13bbe5d1f4107aba09fd3e8364bafa6"),
+    "abc": ("corpus/abc.zip", "129bb6001beb828049a90a59b7dd3c2f0594a47012e48fc5177dfae38e658565"),
+    "webtext": ("corpus/webtext.zip", "9e32dbae4879464b8f420a0dc721855bb26167b720d7695588d2ca2aeadf501a"),
+}
+NLTK_CORPORA = "https://raw.githubusercontent.com/nltk/nltk_data/gh-pages/packages/corpora/"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def _on_local_server(source, server):
+    """The registry's source with its host replaced by the local server's (same path)."""
+    path = source.url.split("://", 1)[1].split("/", 1)[1]
+    return dataclasses.replace(source, url=server.url(path))
+
+
+def test_the_nltk_packages_are_declared_like_movie_reviews():
+    for name, (file, sha256) in NLTK_PACKAGES.items():
+        dataset = acquire.DATASETS[name]
+        assert dataset.files == (file,)
+        assert dataset.sources == (acquire.Source(f"{NLTK_CORPORA}{name}.zip", known_hash=sha256),)
+    assert acquire.DATASETS["movie_reviews"].sources[0].url == f"{NLTK_CORPORA}movie_reviews.zip"
+
+
+@pytest.mark.parametrize("name", NLTK_PACKAGES)
+def test_an_nltk_package_lands_zipped_where_the_loaders_look_and_its_checksum_is_enforced(server, tmp_path, name):
+    # A zip built here in the product reviews' format, served at the registry URL's path.
+    payload = _zip({f"{name}/kettle.txt": "spout[+2]##The spout pours well.\n", f"{name}/README.txt": "readme\n"})
+    (registered,) = acquire.DATASETS[name].sources
+    local = _on_local_server(registered, server)
+    server.files[local.url.split("/", 3)[3]] = payload
+
+    # The registry's checksum is that of NLTK's file, so these bytes are refused and nothing lands.
+    with pytest.raises(AcquisitionError, match=f"sha256 mismatch: expected {registered.known_hash}"):
+        _fetch(name, tmp_path, [local])
+    assert _files_under(tmp_path / "data") == []
+
+    report = _fetch(name, tmp_path, [dataclasses.replace(local, known_hash=_sha256(payload))])
+    file = NLTK_PACKAGES[name][0]
+    assert report.paths == [tmp_path / "data" / file] and _files_under(tmp_path / "data") == [file]
+    assert (tmp_path / "data" / file).read_bytes() == payload  # kept zipped, as the loaders read it
+    if file.startswith("sentiment/"):
+        assert data.load_out_of_domain_sets(tmp_path / "data") == {f"{name}.zip": (["The spout pours well."], [1])}
+
+
+@pytest.mark.parametrize("name", NLTK_PACKAGES)
+def test_the_registry_checksums_accept_the_real_files(server, tmp_path, name):
+    real = SHARED_DATA / NLTK_PACKAGES[name][0]
+    if not real.is_file():
+        pytest.skip(f"{real} is not here (only on the project's machines)")
+    (registered,) = acquire.DATASETS[name].sources
+    local = _on_local_server(registered, server)
+    server.files[local.url.split("/", 3)[3]] = real.read_bytes()
+    report = _fetch(name, tmp_path, [local])  # the registry's own checksum
+    assert report.failures == [] and report.paths[0].read_bytes() == real.read_bytes()
