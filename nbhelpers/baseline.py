@@ -5,6 +5,8 @@ Example:
 >>> vectorizer = make_multi_hot_vectorizer(train_sentences, max_tokens=4000)
 >>> train = multi_hot_dataset(vectorizer, train_sentences, train_labels, 32, shuffle_seed=0)
 >>> model = build_baseline_model(vectorizer.vocabulary_size())
+>>> text_model = build_text_baseline(vectorizer, model)  # after training: raw strings in
+>>> text_model.save("bag_of_words.keras")
 """
 
 import keras
@@ -37,3 +39,17 @@ def build_baseline_model(vocabulary_size):
     inputs = keras.Input(shape=(vocabulary_size,), name="multi_hot")
     outputs = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="sentiment")(inputs)
     return keras.Model(inputs, outputs, name="bag_of_words")
+
+
+def build_text_baseline(vectorizer, baseline):
+    """The trained baseline with its vectorizer inside: `(batch,)` strings -> `(batch, 1)` probability.
+
+    Saved as a `.keras` file it carries its word list, so notebook 05 can score it on raw text
+    beside the exported transformer (on TensorFlow, whose tensors hold strings).
+
+    Args:
+        vectorizer: the adapted multi-hot `TextVectorization` layer.
+        baseline: the trained model from `build_baseline_model`.
+    """
+    text = keras.Input(shape=(), dtype="string", name="text")
+    return keras.Model(text, baseline(vectorizer(text)), name="bag_of_words_from_text")

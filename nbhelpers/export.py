@@ -61,8 +61,39 @@ def predict_texts(model, texts, batch_size=PREDICT_BATCH):
     return np.concatenate(outputs).astype("float32") if outputs else np.zeros(0, "float32")
 
 
+def out_of_domain_section(scores):
+    """The model card's "How it does outside films" section, from `score_out_of_domain`'s result or None.
+
+    Args:
+        scores: `{"sets": ..., "all": ...}` as `nbhelpers.out_of_domain.score_out_of_domain`
+            returns it, or None when the data folder held no out-of-domain set.
+    """
+    heading = "## How it does outside films\n"
+    if not scores:
+        return heading + """Not measured: the data folder held no labelled sentences from outside films. Fetch Hu & Liu's
+product reviews into it (`python -m nbhelpers.acquire --data-dir DATA_DIR product_reviews_1
+product_reviews_2`) or add your own `sentiment/*.tsv` (`sentence<TAB>label`, label 0 or 1), then
+run notebook 05 again. A model fine-tuned on film reviews alone can do much worse on other text."""
+    names = list(scores["all"]["accuracy"])
+    rows = [f"| {name} | {summary['examples']:,} | {summary['positive'] / summary['examples']:.1%} | "
+            f"{summary['majority_class_accuracy']:.4f} | "
+            + " | ".join(f"{summary['accuracy'][n]:.4f}" for n in names) + " |"
+            for name, summary in [*scores["sets"].items(), ("all together", scores["all"])]]
+    return heading + f"""Accuracy, zero-shot, on labelled sentences from other domains in the data folder's `sentiment/`
+(file by file, then pooled). Nothing was trained or tuned on them. *Majority class* always answers
+the set's commoner label; *bag of words* is notebook 01's baseline, trained on the same SST-2 labels.
+
+| set | sentences | positive | majority class | {" | ".join(names)} |
+|---|---|---|---|{"---|" * len(names)}
+""" + "\n".join(rows)
+
+
 def write_model_card(path, config, metrics):
-    """Write a Markdown model card: what the model is, how it was trained, how well, how to load it."""
+    """Write a Markdown model card: what the model is, how it was trained, how well, how to load it.
+
+    `metrics` may hold "out_of_domain" (`nbhelpers.out_of_domain.score_out_of_domain`'s result);
+    without it the card says the check was not measured.
+    """
     model_keys = ("num_layers", "model_dim", "num_heads", "intermediate_dim", "dropout")
     training_keys = (
         "sequence_length", "mask_rate", "predictions_per_sequence", "pretrain_epochs",
@@ -95,6 +126,8 @@ From a shell: `python -m nbhelpers.predict sentiment.keras "What a wonderful fil
 |---|---|
 | SST-2 dev accuracy | {metrics["dev_accuracy"]:.4f} |
 | max probability difference, exported vs in-notebook classifier (dev set) | {metrics["max_difference_vs_classifier"]:.2e} |
+
+{out_of_domain_section(metrics.get("out_of_domain"))}
 
 ## Model
 | setting | value |

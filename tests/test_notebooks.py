@@ -14,7 +14,7 @@ from nbhelpers.notebook_hygiene import problems
 from nbhelpers.run import notebook_paths, run_series
 
 EXPECTED_FILES = {
-    "01_baseline": {"config.json", "metrics.json", "history.csv", "history.png"},
+    "01_baseline": {"config.json", "metrics.json", "history.csv", "history.png", "bag_of_words.keras"},
     "02_mlm_data": {"config.json", "vocab.txt", "train_tokens.npy", "valid_tokens.npy", "preview.txt"},
     "03_encoder": {"config.json", "metrics.json", "history.csv", "history.png", "encoder.keras", "mlm.weights.h5",
                    "vocab.txt"},
