@@ -6,6 +6,11 @@ every labelled set in the data folder's `sentiment/` (`nbhelpers.data.load_out_o
 beside always answering the set's majority class. The sets are a check: nothing is ever trained
 or tuned on their labels.
 
+From a shell, any saved raw-text models (`NAME=PATH`, or a bare path named by itself):
+
+    python -m nbhelpers.out_of_domain --data-dir ../shared/data \
+        transformer=artifacts/05_export/sentiment.keras "bag of words=artifacts/01_baseline/bag_of_words.keras"
+
 Example (any model that maps a batch of strings to probabilities; here a keyword rule):
 
 >>> import tensorflow as tf
@@ -19,6 +24,11 @@ set       sentences  positive  majority class  keyword
 mine.tsv  3          33.3%     0.667           0.667
 all       3          33.3%     0.667           0.667
 """
+
+import argparse
+import json
+import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -77,3 +87,46 @@ def format_out_of_domain(scores):
         ))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
+
+
+def main(argv=None, stdout=None):
+    """Command line: score saved raw-text models on the out-of-domain sets of a data folder.
+
+    Args:
+        argv: the arguments (default `sys.argv[1:]`): `--data-dir DIR`, `--json FILE` to also
+            write the scores, then models as `NAME=PATH` or `PATH` (`.keras` files or SavedModels).
+        stdout: where the table goes (default `sys.stdout`).
+
+    Returns:
+        The exit status, 0.
+    """
+    parser = argparse.ArgumentParser(prog="python -m nbhelpers.out_of_domain", description=main.__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="+", metavar="[NAME=]PATH", help="a .keras raw-text model or a SavedModel folder")
+    parser.add_argument("--data-dir", required=True, help="the data folder whose sentiment/*.zip and *.tsv are scored")
+    parser.add_argument("--json", help="also write the scores to this file")
+    args = parser.parse_args(argv)
+
+    from nbhelpers.data import OUT_OF_DOMAIN_FOLDER, load_out_of_domain_sets
+    from nbhelpers.predict import load_model
+
+    sets = load_out_of_domain_sets(args.data_dir)
+    if not sets:
+        raise SystemExit(
+            f"No out-of-domain set in {args.data_dir}/{OUT_OF_DOMAIN_FOLDER}/: expected *.zip (Hu & Liu's "
+            "product reviews) or *.tsv (sentence<TAB>label) files."
+        )
+    models = {}
+    for item in args.models:
+        # An existing path is a bare path even with a "=" in it (folders like lr=3e-4).
+        name, _, path = ("", "", item) if Path(item).exists() else item.partition("=")
+        models[name or path] = load_model(path)
+    scores = score_out_of_domain(models, sets)
+    (stdout or sys.stdout).write(format_out_of_domain(scores) + "\n")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(scores, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -4,6 +4,7 @@ Fixture files are built here from the project's own sentences, in the real forma
 product reviews are read only where the project's machines hold a copy.
 """
 
+import io
 import json
 import zipfile
 from pathlib import Path
@@ -255,3 +256,18 @@ def test_notebook_05_scores_the_sets_of_the_data_folder_into_metrics_and_card(ar
     assert f"| all together | 6 | 66.7% | 0.6667 | {expected['all']['accuracy']['transformer']:.4f} | 0.6667 |" in card
     executed = (artifacts / "05_export_raw_text.ipynb").read_text()
     assert "zero-shot accuracy on sentences from outside films" in executed
+
+
+def test_the_command_line_scores_saved_models_on_a_data_folder(artifacts, tmp_path):
+    from nbhelpers.out_of_domain import main
+
+    out = io.StringIO()
+    main(["--data-dir", str(artifacts / "data"), "--json", str(tmp_path / "scores.json"),
+          f"bag of words={artifacts / '01_baseline' / 'bag_of_words.keras'}", str(artifacts / "transformer.keras")],
+         stdout=out)
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    assert list(scores["all"]["accuracy"]) == ["bag of words", str(artifacts / "transformer.keras")]
+    assert scores["all"]["accuracy"]["bag of words"] == pytest.approx(4 / 6)
+    assert out.getvalue() == format_out_of_domain(scores) + "\n"
+    with pytest.raises(SystemExit, match=f"No out-of-domain set in {tmp_path}/sentiment/"):
+        main(["--data-dir", str(tmp_path), str(artifacts / "transformer.keras")])
