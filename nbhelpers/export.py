@@ -80,8 +80,9 @@ run notebook 05 again. A model fine-tuned on film reviews alone can do much wors
             + " | ".join(f"{summary['accuracy'][n]:.4f}" for n in names) + " |"
             for name, summary in [*scores["sets"].items(), ("all together", scores["all"])]]
     return heading + f"""Accuracy, zero-shot, on labelled sentences from other domains in the data folder's `sentiment/`
-(file by file, then pooled). Nothing was trained or tuned on them. *Majority class* always answers
-the set's commoner label; *bag of words* is notebook 01's baseline, trained on the same SST-2 labels.
+(file by file, then pooled). Nothing was trained or tuned on them. *Transformer* is this model,
+*bag of words* notebook 01's baseline trained on the same SST-2 labels, and *majority class* always
+answers the set's commoner label.
 
 | set | sentences | positive | majority class | {" | ".join(names)} |
 |---|---|---|---|{"---|" * len(names)}

@@ -271,3 +271,27 @@ def test_the_command_line_scores_saved_models_on_a_data_folder(artifacts, tmp_pa
     assert out.getvalue() == format_out_of_domain(scores) + "\n"
     with pytest.raises(SystemExit, match=f"No out-of-domain set in {tmp_path}/sentiment/"):
         main(["--data-dir", str(tmp_path), str(artifacts / "transformer.keras")])
+
+
+def test_a_bag_of_words_saved_under_jax_reads_raw_strings_under_tensorflow(run_under_backend, tmp_path):
+    # `KERAS_BACKEND=jax` runs notebook 01 on JAX; notebook 05 loads its bag of words on TensorFlow.
+    save = """
+import json, sys, keras, numpy as np
+from nbhelpers.baseline import build_baseline_model, build_text_baseline, make_multi_hot_vectorizer
+keras.utils.set_random_seed(2)
+vectorizer = make_multi_hot_vectorizer(["a sturdy kettle", "a flimsy lid"], max_tokens=8)
+baseline = build_baseline_model(vectorizer.vocabulary_size())
+build_text_baseline(vectorizer, baseline).save(sys.argv[1])
+multi_hot = np.asarray(vectorizer(["a sturdy kettle", "flimsy"]))
+print(json.dumps({"backend": keras.backend.backend(), "expected": np.asarray(baseline(multi_hot)).ravel().tolist()}))
+"""
+    load = """
+import json, sys, keras
+from nbhelpers.export import predict_texts
+model = keras.models.load_model(sys.argv[1])
+print(json.dumps({"backend": keras.backend.backend(), "got": predict_texts(model, ["a sturdy kettle", "flimsy"]).tolist()}))
+"""
+    saved = run_under_backend(save, "jax", tmp_path / "bag_of_words.keras")
+    loaded = run_under_backend(load, "tensorflow", tmp_path / "bag_of_words.keras")
+    assert (saved["backend"], loaded["backend"]) == ("jax", "tensorflow")
+    np.testing.assert_allclose(loaded["got"], saved["expected"], atol=1e-6)
