@@ -5,20 +5,26 @@
 # TEST_WORKERS=1 make test runs the tests in one process (default 2: tests/conftest.py keeps
 # the tests that must share a worker together).
 # make bench ARGS="--data-dir ../shared/data" times the guide's pipelines against ours.
+# make colab REPOSITORY=https://github.com/OWNER/NAME REF=v0.1.0 publishes the notebooks for Colab:
+# the URL and tag go into pyproject.toml, every badge and every install cell (nbhelpers/colab.py).
+# The exact versions installed are constraints.txt's; pyproject.toml holds the ranges.
 
 VENV ?= .venv
 PYTHON ?= python3
 PROFILE ?= tiny
 ARGS ?=
+CONSTRAINTS ?= constraints.txt
+REPOSITORY ?=
+REF ?=
 TEST_WORKERS ?= 2
 BIN := $(VENV)/bin
 
-.PHONY: setup series test lab bench
+.PHONY: setup series test lab bench colab
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,lab]"
+	$(BIN)/python -m pip install --quiet $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e ".[dev,lab]"
 	touch $@
 
 setup: $(VENV)/.installed
@@ -34,3 +40,6 @@ lab: setup
 
 bench: setup
 	$(BIN)/python bench/speed.py $(ARGS)
+
+colab: setup
+	$(BIN)/python -m nbhelpers.colab --root . --repository "$(REPOSITORY)" $(if $(REF),--ref "$(REF)")

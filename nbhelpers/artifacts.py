@@ -94,7 +94,9 @@ def require_artifact(root, name, files=(CONFIG_FILE,)):
         what = "is missing" if not folder.is_dir() else f"is incomplete (no {', '.join(missing)})"
         raise ArtifactError(
             f"The artifact {folder} {what}. Run notebooks/{PRODUCERS[name]} first; "
-            "`python -m nbhelpers.run` runs the whole series in order."
+            "`python -m nbhelpers.run` runs the whole series in order, and in a notebook "
+            f"`from nbhelpers.run import run_missing; run_missing({str(root)!r}, {name!r})` "
+            "runs what is missing with the tiny profile."
         )
     return folder
 

@@ -25,11 +25,15 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.paths import jupyter_runtime_dir
 from traitlets import default
 
+from nbhelpers.artifacts import CONFIG_FILE, PRODUCERS
 from nbhelpers.notebook_hygiene import clean_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS_DIR = ROOT / "notebooks"
-PROFILES_DIR = ROOT / "params"
+# A checkout holds the series beside the package; a wheel installed without one (Colab) carries
+# copies of the notebooks and profiles inside the package (pyproject.toml's package-dir).
+_IN_CHECKOUT = (ROOT / "notebooks").is_dir()
+NOTEBOOKS_DIR = ROOT / "notebooks" if _IN_CHECKOUT else Path(__file__).resolve().parent / "_notebooks"
+PROFILES_DIR = ROOT / "params" if _IN_CHECKOUT else Path(__file__).resolve().parent / "_profiles"
 # What the notebooks' type annotations may say, and the Python types each accepts.
 ACCEPTED_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
 
@@ -154,6 +158,47 @@ def refresh_committed(paths, kernel_name=None):
             )
             notebook = clean_notebook(nbformat.read(output, as_version=4))
             nbformat.write(notebook, path)
+
+
+def missing_predecessors(artifacts_dir, name, notebooks_dir=NOTEBOOKS_DIR):
+    """The notebooks to run so that the artifact `name` exists: from the first missing one up to its producer.
+
+    Args:
+        artifacts_dir: the artifacts folder.
+        name: an artifact folder name, one of `nbhelpers.artifacts.PRODUCERS`.
+        notebooks_dir: where the series' notebooks are.
+
+    Returns:
+        Notebook paths in order; empty when `name` and everything before it are in place.
+    """
+    if name not in PRODUCERS:
+        raise ValueError(f"Unknown artifact {name!r}; expected one of {sorted(PRODUCERS)}.")
+    names = list(PRODUCERS)[: list(PRODUCERS).index(name) + 1]
+    present = [(Path(artifacts_dir) / n / CONFIG_FILE).is_file() for n in names]
+    # A re-run predecessor changes what every later one read, so all after the first gap run again.
+    first_missing = present.index(False) if False in present else len(names)
+    return [Path(notebooks_dir) / PRODUCERS[n] for n in names[first_missing:]]
+
+
+def run_missing(artifacts_dir, name, profile="tiny"):
+    """Run, with a profile, the notebooks that the artifact `name` needs and that have not run.
+
+    For a notebook opened alone (Colab): `run_missing(ARTIFACTS_DIR, "03_encoder")` in a cell
+    before notebook 04's imports. Executed copies land in `artifacts_dir`, beside the artifacts.
+
+    Args:
+        artifacts_dir: the artifacts folder (the notebook's `ARTIFACTS_DIR`).
+        name: the artifact needed, one of `nbhelpers.artifacts.PRODUCERS`.
+        profile: a profile name in params/ (default: tiny, the notebooks' defaults).
+
+    Returns:
+        The executed notebooks' paths (empty when nothing was missing).
+    """
+    paths = missing_predecessors(artifacts_dir, name)
+    if not paths:
+        print(f"{name} and the artifacts before it are in place in {artifacts_dir}; nothing to run.")
+        return []
+    return run_series(paths, load_profile(profile), artifacts_dir)
 
 
 def main(argv=None):
