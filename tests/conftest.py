@@ -99,8 +99,9 @@ SHARED_STATE_SCOPES = {
     "notebooks/": "the notebooks under nbval",
     "tests/test_notebooks.py": "the tiny series",
     "tests/test_resume.py": "the tiny series",
+    "tests/test_fresh_runtime.py": "the fresh runtime",  # one scope only to be collected early
 }
-LONGEST_FIRST = ("the tiny series", "the notebooks under nbval")
+LONGEST_FIRST = ("the tiny series", "the notebooks under nbval", "the fresh runtime")
 
 
 def _shared_state_scope(nodeid):

@@ -126,6 +126,7 @@ def test_a_notebook_alone_in_a_fresh_runtime_installs_the_package_and_runs(fresh
     assert "Run notebooks/01_setup_and_baseline.ipynb first" in str(missing.value)
     assert f"run_missing({str(artifacts)!r}, '01_baseline')" in str(missing.value)
     printed = _install_cell_text(notebook.with_name(f"executed-{notebook.name}"))
+    print(f"The install cell, first run:\n{printed}")  # shown with pytest -s
     version = read_pyproject()["project"]["version"]
     assert f"Installed: nbhelpers {version} (from {env['NBHELPERS_SOURCE']})" in printed, printed
     assert "No restart needed." in printed
