@@ -31,13 +31,13 @@ SOURCE_FILES = ("pyproject.toml", "README.md", "nbhelpers", "notebooks", "params
 
 
 def _setuptools_builds_wheels_offline():
-    """True where this environment's setuptools builds wheels by itself (70.1 and later, no `wheel`)."""
+    """True where this environment's setuptools builds this wheel by itself (77 and later: no `wheel`, SPDX license)."""
     try:
         from importlib.metadata import version
 
         from packaging.version import Version
 
-        return Version(version("setuptools")) >= Version("70.1")
+        return Version(version("setuptools")) >= Version("77")
     except Exception:  # noqa: BLE001 - no setuptools at all
         return False
 
