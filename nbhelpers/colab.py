@@ -177,6 +177,7 @@ def write_pyproject_url(text, repository, ref):
 
 
 def notebook_files(root=ROOT):
+    """The series' notebooks in a checkout, in order."""
     return sorted(Path(root).glob(NOTEBOOK_GLOB))
 
 
@@ -185,6 +186,9 @@ def render(root=ROOT):
 
     Only the first markdown cell (its badge line) and the install cell change; the other cells
     are written back as read.
+
+    Args:
+        root: the checkout whose pyproject.toml, notebooks/ and README.md are read and written.
     """
     root = Path(root)
     pyproject = read_pyproject(root)
@@ -226,7 +230,14 @@ def publish(root, repository, ref):
 
 
 def disagreements(root=ROOT):
-    """What in the checkout disagrees with pyproject.toml's repository and tag (empty when all agree)."""
+    """What in the checkout disagrees with pyproject.toml's repository and tag (empty when all agree).
+
+    Args:
+        root: the checkout to check.
+
+    Returns:
+        One line per disagreement: a badge, an install cell or the README's table.
+    """
     root = Path(root)
     pyproject = read_pyproject(root)
     repository, ref = published_repository(pyproject)
