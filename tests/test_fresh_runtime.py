@@ -1,5 +1,6 @@
 """A notebook opened alone in a fresh runtime (Colab, a new JupyterLab): its first cell installs the
-package from NBHELPERS_SOURCE, and the notebook runs to the end.
+package from NBHELPERS_SOURCE, and the notebook runs to the end; where the install changed a
+package the session had imported, the cell asks for a restart.
 
 The runtime is a new virtual environment in which `nbhelpers` is not importable but the heavy
 dependencies are, as a Colab runtime has TensorFlow and Keras: a `.pth` file puts a folder of
@@ -9,12 +10,16 @@ an editable install's finder, are not run. The links leave out nbhelpers' own me
 pip would otherwise count as installed.)
 """
 
+import base64
+import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
 import sysconfig
 import venv
+import zipfile
 from pathlib import Path
 
 import nbformat
@@ -42,10 +47,8 @@ def _setuptools_builds_wheels_offline():
         return False
 
 
-@pytest.fixture(scope="module")
-def fresh_runtime(tmp_path_factory):
-    """`(python, environment variables)` of a runtime without nbhelpers, with a Jupyter kernel named KERNEL."""
-    base = tmp_path_factory.mktemp("fresh_runtime")
+def _runtime_without_nbhelpers(base):
+    """A new venv under `base` that sees this environment's packages but nbhelpers; `(python, its site-packages)`."""
     packages = base / "runtime-packages"
     packages.mkdir()
     site_packages = Path(sysconfig.get_paths()["purelib"])
@@ -58,7 +61,15 @@ def fresh_runtime(tmp_path_factory):
     runtime_site = Path(subprocess.check_output(
         [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True).strip())
     (runtime_site / "runtime-packages.pth").write_text(f"{packages}\n")
+    return python, runtime_site
 
+
+@pytest.fixture(scope="module")
+def fresh_runtime(tmp_path_factory):
+    """`(python, environment variables, site-packages)` of a runtime without nbhelpers, with a Jupyter
+    kernel named KERNEL."""
+    base = tmp_path_factory.mktemp("fresh_runtime")
+    python, runtime_site = _runtime_without_nbhelpers(base)
     kernels = base / "jupyter" / "kernels" / KERNEL
     kernels.mkdir(parents=True)
     (kernels / "kernel.json").write_text(
@@ -163,3 +174,56 @@ def test_missing_predecessors_start_at_the_first_gap(tmp_path):
     assert [p.name for p in missing_predecessors(tmp_path, "05_export")] == [p.name for p in notebook_paths(only=["04", "05"])]
     with pytest.raises(ValueError, match="Unknown artifact '06_x'"):
         missing_predecessors(tmp_path, "06_x")
+
+
+def _write_wheel(folder, name, version, requires=(), module_source=""):
+    """Write a pure-Python wheel of one module by hand (no build tools), as pip installs it."""
+    stem, info = f"{name}-{version}", f"{name}-{version}.dist-info"
+    files = {f"{name}/__init__.py": module_source,
+             f"{info}/METADATA": "Metadata-Version: 2.1\n" f"Name: {name}\nVersion: {version}\n"
+                                 + "".join(f"Requires-Dist: {r}\n" for r in requires),
+             f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: hand\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = "".join(f"{path},sha256={base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b'=').decode()},"
+                     f"{len(text.encode())}\n" for path, text in files.items()) + f"{info}/RECORD,,\n"
+    path = Path(folder) / f"{stem}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as wheel:
+        for member, text in {**files, f"{info}/RECORD": record}.items():
+            wheel.writestr(member, text)
+    return path
+
+
+# Runs the notebooks' install cell in IPython, as a kernel would, after importing `demo_dependency`.
+CELL_AFTER_AN_IMPORT = """
+import json, sys
+import nbformat
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
+shell = InteractiveShell.instance()
+shell.run_cell("import demo_dependency")
+with capture_output() as captured:
+    result = shell.run_cell(nbformat.read(sys.argv[1], as_version=4).cells[1].source)
+print(json.dumps({"success": result.success, "stdout": captured.stdout}))
+"""
+
+
+def test_the_install_cell_asks_for_a_restart_when_an_imported_package_changed(tmp_path):
+    # A stand-in for the package, needing a newer version of a dependency the session already imported.
+    python, runtime_site = _runtime_without_nbhelpers(tmp_path)
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    old = _write_wheel(wheels, "demo_dependency", "1.0")
+    _write_wheel(wheels, "demo_dependency", "2.0")
+    stand_in = _write_wheel(wheels, "nbhelpers", "0.0.1", requires=["demo-dependency>=2"])
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update({"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheels), "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+                "NBHELPERS_SOURCE": str(stand_in)})
+    subprocess.run([python, "-m", "pip", "install", "--quiet", str(old)], env=env, cwd=tmp_path, check=True, timeout=300)
+    done = subprocess.run([python, "-c", CELL_AFTER_AN_IMPORT, str(ROOT / "notebooks" / "01_setup_and_baseline.ipynb")],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["success"], result
+    printed = result["stdout"]
+    assert f"Installed: demo-dependency 2.0, nbhelpers 0.0.1 (from {stand_in})" in printed, printed
+    assert ("Restart the runtime (Colab: Runtime > Restart session), then run the notebook again: "
+            "demo-dependency changed after this session imported it.") in printed, printed
