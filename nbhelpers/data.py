@@ -8,8 +8,10 @@ A data folder (`DATA_DIR` in notebook 01) is laid out as::
                                          tokenized `wiki.*.tokens` files are read too)
     corpus/movie_reviews.zip             optional: Pang & Lee's 2,000 movie reviews (NLTK's zip),
                                          unlabelled in-domain text for pretraining
-    corpus/{brown,abc,webtext}.zip       optional: general-domain English (NLTK's zips); fetched by
-                                         `nbhelpers.acquire`, read by no notebook yet
+    corpus/{brown,abc,webtext}.zip       optional: general-domain English (NLTK's zips: the Brown
+                                         Corpus, ABC transcripts, web text), read by
+                                         `load_brown`, `load_abc`, `load_webtext` for the
+                                         `general` corpora of notebook 02
     sentiment/*.zip, sentiment/*.tsv     optional: labelled sentences from outside films, an
                                          out-of-domain check that notebook 05 scores zero-shot
                                          (never trained or tuned on): Hu & Liu's product reviews
@@ -35,6 +37,7 @@ Example:
 import csv
 import re
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -48,8 +51,26 @@ WIKITEXT_MIN_CHARS = 100
 # Searched in this order: the largest WikiText first.
 WIKITEXT_FOLDERS = ("wikitext-103", "wikitext-2", "wikitext")
 MOVIE_REVIEWS_ZIP = Path("corpus") / "movie_reviews.zip"
+BROWN_ZIP = Path("corpus") / "brown.zip"
+ABC_ZIP = Path("corpus") / "abc.zip"
+WEBTEXT_ZIP = Path("corpus") / "webtext.zip"
+# The Brown Corpus's 500 texts (`brown/ca01` ... `brown/cr09`); its README, CONTENTS and cats.txt are not text.
+BROWN_TEXT_MEMBER = re.compile(r"brown/c[a-r]\d\d")
+# Brown writes opening and closing double quotes as the tokens `` and ''; WordPiece would cut each
+# into two quote marks, so they become the one character the other corpora use.
+BROWN_QUOTES = {"``": '"', "''": '"'}
+# Web text's files hold one short item a line (a bug report's title, a personal ad, a wine note, a
+# line of a film script) and few blank lines: a document is a blank-line block, cut into runs of
+# at most this many lines (about 100-400 words, a review's length), so that the hold-out draws
+# from every file rather than taking whole files.
+WEBTEXT_LINES_PER_DOCUMENT = 20
 # The pretraining corpora notebook 02 can read (`CORPUS`).
-CORPORA = ("wikitext", "movie_reviews", "sst2_unlabelled", "movie_reviews_and_sst2")
+CORPORA = (
+    "wikitext", "movie_reviews", "sst2_unlabelled", "movie_reviews_and_sst2", "general",
+    "movie_reviews_sst2_and_general",
+)
+# The general-domain English of `general`, each source held out on its own.
+GENERAL_SOURCES = ("brown", "abc", "webtext")
 # Corpora without a validation split hold out every n-th document for it (5 %).
 HOLD_OUT_EVERY = 20
 # Labelled sentences from outside films (the out-of-domain check), and the formats read there.
@@ -86,10 +107,16 @@ def resolve_data_dir(data_dir, artifacts_dir):
     return folder.resolve()
 
 
-def _require_file(path, what):
+def _require_file(path, what, acquire_name=None):
+    """Return `path` as a Path; a missing file is a FileNotFoundError that says which file, and,
+    given `acquire_name` (a dataset of `nbhelpers.acquire`), the command that downloads it."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: expected the file {path}.")
+        hint = (
+            f" `python -m nbhelpers.acquire --data-dir DATA_DIR {acquire_name}` downloads it."
+            if acquire_name else ""
+        )
+        raise FileNotFoundError(f"{what} not found: expected the file {path}.{hint}")
     return path
 
 
@@ -172,7 +199,7 @@ def load_movie_reviews(data_dir):
     Returns:
         A list of str, one review each (its sentences joined by spaces), in file-name order.
     """
-    path = _require_file(Path(data_dir) / MOVIE_REVIEWS_ZIP, "The movie-review corpus")
+    path = _require_file(Path(data_dir) / MOVIE_REVIEWS_ZIP, "The movie-review corpus", "movie_reviews")
     try:
         with zipfile.ZipFile(path) as archive:
             names = sorted(n for n in archive.namelist() if n.endswith(".txt") and "/cv" in n)
@@ -182,6 +209,144 @@ def load_movie_reviews(data_dir):
     if not reviews:
         raise DataFormatError(f"{path}: holds no movie_reviews/{{pos,neg}}/cv*.txt files.")
     return reviews
+
+
+def _decode_text(raw):
+    """Text from bytes: UTF-8, or Latin-1 where a file is not UTF-8 (ABC's science.txt and four of
+    web text's six files are Latin-1: a degree sign, a pound sign, accented names)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def _read_zip_texts(path, is_text_member, expected):
+    """`{member name: text}` for the members of the zip `path` that `is_text_member` accepts, in name order.
+
+    Args:
+        path: the zip file (checked to exist by the caller).
+        is_text_member: a function of a member name, True for the files to read.
+        expected: how the files to read are named, for the error when there is none.
+
+    Raises:
+        DataFormatError: not a readable zip (truncated, damaged, a failed checksum), or no member
+            to read; the message names the file.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = sorted(n for n in archive.namelist() if is_text_member(n))
+            texts = {name: _decode_text(archive.read(name)) for name in names}
+    except (zipfile.BadZipFile, zlib.error, EOFError) as error:  # a damaged member fails only when read
+        raise DataFormatError(f"{path}: not a readable zip archive ({error}).") from None
+    if not texts:
+        raise DataFormatError(f"{path}: holds no {expected} files.")
+    return texts
+
+
+def _blocks(text):
+    """The blank-line-separated blocks of `text`, each a list of its stripped, non-empty lines."""
+    blocks, block = [], []
+    for line in text.splitlines():
+        if line.strip():
+            block.append(line.strip())
+        elif block:
+            blocks.append(block)
+            block = []
+    if block:
+        blocks.append(block)
+    return blocks
+
+
+def _brown_word(token):
+    """A Brown token `word/TAG` without its tag (`Atlanta's/np$` -> `Atlanta's`, ``` ``/`` ``` -> `"`).
+
+    The tag follows the last slash, so words with a slash of their own (`and/or/cc`) keep it.
+    """
+    word, slash, _ = token.rpartition("/")
+    if not slash:
+        return token
+    return BROWN_QUOTES.get(word, word)
+
+
+def load_brown(data_dir):
+    """Read the 500 texts of `corpus/brown.zip` (NLTK's copy of the Brown Corpus) as plain text.
+
+    Each token of the corpus is written `word/TAG`; the tags are dropped, `` and '' become `"`.
+    The texts are about 2,000-word samples of 15 genres of edited American English (press,
+    fiction, learned, hobbies, humour...): 1.16M words in all.
+
+    Args:
+        data_dir: the data folder.
+
+    Returns:
+        A list of str, one text (file) each, its words joined by spaces, in file-name order
+        (`brown/ca01` first: the corpus's genres in turn).
+
+    Raises:
+        FileNotFoundError: no `corpus/brown.zip` (the message names the command that downloads it).
+        DataFormatError: not a readable zip, or no `brown/c??NN` file in it.
+    """
+    path = _require_file(Path(data_dir) / BROWN_ZIP, "The Brown Corpus", "brown")
+    texts = _read_zip_texts(path, BROWN_TEXT_MEMBER.fullmatch, "brown/c??NN")
+    return [" ".join(_brown_word(token) for token in text.split()) for text in texts.values()]
+
+
+def load_abc(data_dir):
+    """Read the news stories of `corpus/abc.zip` (NLTK's Australian Broadcasting Commission 2006
+    transcripts: `abc/rural.txt`, `abc/science.txt`; 664k words).
+
+    A blank line ends a story (a headline or picture caption, then one sentence a line), so a
+    story is a document, as a review is in `load_movie_reviews`.
+
+    Args:
+        data_dir: the data folder.
+
+    Returns:
+        A list of str, one story each (its lines joined by spaces): rural's stories, then science's.
+
+    Raises:
+        FileNotFoundError: no `corpus/abc.zip` (the message names the command that downloads it).
+        DataFormatError: not a readable zip, or no `abc/*.txt` file in it.
+    """
+    path = _require_file(Path(data_dir) / ABC_ZIP, "The ABC transcripts", "abc")
+    texts = _read_zip_texts(path, lambda name: name.startswith("abc/") and name.endswith(".txt"), "abc/*.txt")
+    return [" ".join(" ".join(block).split()) for text in texts.values() for block in _blocks(text)]
+
+
+def load_webtext(data_dir):
+    """Read the informal English of `corpus/webtext.zip` (NLTK's web text: a browser's bug
+    reports, overheard conversations, two film scripts, personal ads, wine notes; 301k words).
+
+    A document is a blank-line block of a file (an overheard conversation, a group of wine notes)
+    cut into runs of at most `WEBTEXT_LINES_PER_DOCUMENT` lines: most files are one short item a
+    line without blank lines, so a whole file would be one document of up to 87k words.
+
+    Args:
+        data_dir: the data folder.
+
+    Returns:
+        A list of str, one run of lines each (joined by spaces), in file-name and line order.
+
+    Raises:
+        FileNotFoundError: no `corpus/webtext.zip` (the message names the command that downloads it).
+        DataFormatError: not a readable zip, or no `webtext/*.txt` file in it.
+    """
+    path = _require_file(Path(data_dir) / WEBTEXT_ZIP, "The web text corpus", "webtext")
+    texts = _read_zip_texts(path, lambda name: name.startswith("webtext/") and name.endswith(".txt"), "webtext/*.txt")
+    documents = []
+    for text in texts.values():
+        for block in _blocks(text):
+            for start in range(0, len(block), WEBTEXT_LINES_PER_DOCUMENT):
+                documents.append(" ".join(" ".join(block[start:start + WEBTEXT_LINES_PER_DOCUMENT]).split()))
+    return documents
+
+
+GENERAL_LOADERS = {"brown": load_brown, "abc": load_abc, "webtext": load_webtext}
+
+
+def _joined(parts):
+    """`(train, valid)` of several corpora, each already split, one after the other."""
+    return [text for train, _ in parts for text in train], [text for _, valid in parts for text in valid]
 
 
 def _hold_out(documents):
@@ -195,10 +360,20 @@ def load_corpus(data_dir, corpus):
 
     Args:
         data_dir: the data folder.
-        corpus: "wikitext" (its train and valid splits), "movie_reviews" (every 20th review held
-            out for validation) or "sst2_unlabelled" (the SST-2 training sentences without
-            their labels, every 20th held out; never the dev set, which fine-tuning reports on)
-            or "movie_reviews_and_sst2" (both: the most in-domain text for SST-2's dev sentences).
+        corpus: one of `CORPORA`:
+            "wikitext" (its train and valid splits);
+            "movie_reviews" (every 20th review held out for validation);
+            "sst2_unlabelled" (the SST-2 training sentences without their labels, every 20th held
+            out; never the dev set, which fine-tuning reports on);
+            "movie_reviews_and_sst2" (both: the most in-domain text for SST-2's dev sentences;
+            the `cpu` profile's);
+            "general" (general-domain English, 2.1M words: the Brown Corpus's 500 texts, ABC's
+            news stories and web text's runs of lines, `load_brown`, `load_abc`, `load_webtext`,
+            every 20th document of each held out);
+            "movie_reviews_sst2_and_general" (the in-domain text of "movie_reviews_and_sst2",
+            then the general text: for a model that holds up outside films).
+            Where several sources are read, each is held out on its own, so that the validation
+            texts draw from every source; the training texts come in the order named.
     """
     if corpus == "wikitext":
         return load_wikitext(data_dir, "train"), load_wikitext(data_dir, "valid")
@@ -207,8 +382,11 @@ def load_corpus(data_dir, corpus):
     if corpus == "sst2_unlabelled":
         return _hold_out(load_sst2(data_dir, "train")[0])
     if corpus == "movie_reviews_and_sst2":
-        parts = [load_corpus(data_dir, "movie_reviews"), load_corpus(data_dir, "sst2_unlabelled")]
-        return parts[0][0] + parts[1][0], parts[0][1] + parts[1][1]
+        return _joined([load_corpus(data_dir, "movie_reviews"), load_corpus(data_dir, "sst2_unlabelled")])
+    if corpus == "general":
+        return _joined([_hold_out(GENERAL_LOADERS[source](data_dir)) for source in GENERAL_SOURCES])
+    if corpus == "movie_reviews_sst2_and_general":
+        return _joined([load_corpus(data_dir, "movie_reviews_and_sst2"), load_corpus(data_dir, "general")])
     raise ValueError(f"Unknown corpus {corpus!r}: choose one of {', '.join(CORPORA)}.")
 
 
