@@ -26,10 +26,62 @@ Where things live:
 - `nbhelpers.run`: runs the series with papermill (`python -m nbhelpers.run --profile tiny`).
 """
 
+import importlib.abc
+import importlib.util
 import os
+import sys
+import warnings
 
 # TensorFlow runs the text preprocessing; keep its C++ start-up chatter out of notebooks.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# tqdm's notebook bars need ipywidgets (the `lab` extra); without it a library's `tqdm.auto`
+# falls back to text bars, which is fine, and need not say so in every notebook.
+warnings.filterwarnings("ignore", message="IProgress not found", module="tqdm")
 
 __version__ = "0.1.0"
+
+
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """Import TensorFlow with the process's stderr (file descriptor 2) muted.
+
+    TensorFlow 2.21 logs its start-up lines (oneDNN, the CUDA stub, "All log messages before
+    absl::InitializeLog()") through absl before any log level applies: TF_CPP_MIN_LOG_LEVEL
+    does not reach them. Jupyter kernels copy that descriptor into the notebook, and the
+    command lines' one-line errors would end under them. Only the import is muted; Python
+    exceptions from it still propagate.
+    """
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)  # once, and let the normal finders locate it
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _MutedLoader(spec.loader)
+        return spec
+
+
+class _MutedLoader(importlib.abc.Loader):
+    def __init__(self, loader):
+        self.loader = loader
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        try:
+            saved = os.dup(2)
+        except OSError:  # no stderr to mute
+            return self.loader.exec_module(module)
+        try:
+            with open(os.devnull, "wb") as devnull:
+                os.dup2(devnull.fileno(), 2)
+            self.loader.exec_module(module)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+if "tensorflow" not in sys.modules:
+    sys.meta_path.insert(0, _QuietTensorFlowImport())

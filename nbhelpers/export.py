@@ -37,12 +37,25 @@ def load_text_model(path):
     return keras.models.load_model(path)
 
 
+# The name of the SavedModel's output: what a serving client (TF Serving's REST API, a
+# signature call) reads the probability by, rather than Keras's default "output_0".
+SERVING_OUTPUT = "probability"
+
+
 def export_saved_model(model, path):
     """Write a TensorFlow SavedModel whose `serve` signature maps a string batch to probabilities.
 
-    Load it without Keras: `tf.saved_model.load(path).serve(tf.constant(["text"]))`.
+    Its output is named `SERVING_OUTPUT` ("probability"), its input "text". Load it without Keras:
+    `tf.saved_model.load(path).serve(tf.constant(["text"]))["probability"]`.
     """
-    model.export(str(path), format="tf_saved_model", verbose=False)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        "serve",
+        lambda text: {SERVING_OUTPUT: model(text, training=False)},
+        input_signature=[tf.TensorSpec(shape=(None,), dtype=tf.string, name="text")],
+    )
+    archive.write_out(str(path), verbose=False)
 
 
 def predict_texts(model, texts, batch_size=PREDICT_BATCH):
@@ -53,12 +66,19 @@ def predict_texts(model, texts, batch_size=PREDICT_BATCH):
         texts: a list of str.
         batch_size: texts per call.
     """
-    call = model.serve if hasattr(model, "serve") else (lambda batch: model(batch, training=False))
+    call = (lambda batch: _served(model, batch)) if hasattr(model, "serve") else (lambda batch: model(batch, training=False))
     outputs = [
         np.asarray(call(tf.constant(texts[start : start + batch_size], dtype=tf.string))).reshape(-1)
         for start in range(0, len(texts), batch_size)
     ]
     return np.concatenate(outputs).astype("float32") if outputs else np.zeros(0, "float32")
+
+
+def _served(saved_model, batch):
+    """A SavedModel's probabilities: its output is named (a dict), or a bare tensor where it was
+    exported before the output had a name."""
+    output = saved_model.serve(batch)
+    return output[SERVING_OUTPUT] if isinstance(output, dict) else output
 
 
 def write_model_card(path, config, metrics):
@@ -86,7 +106,7 @@ import keras, keras_hub, tensorflow as tf    # keras_hub registers the tokenizer
 model = keras.models.load_model("sentiment.keras")
 model(tf.constant(["What a wonderful film!"]))           # [[probability of positive]]
 
-tf.saved_model.load("saved_model").serve(tf.constant(["What a wonderful film!"]))
+tf.saved_model.load("saved_model").serve(tf.constant(["What a wonderful film!"]))["probability"]
 ```
 From a shell: `python -m nbhelpers.predict sentiment.keras "What a wonderful film!"`.
 
