@@ -352,6 +352,57 @@ def require_artifact(root, name, files=(CONFIG_FILE,)):
     return folder
 
 
+# Where this machine keeps the series' data folder: a file at the artifacts folder's root, beside
+# the artifact folders and not in any of them, so that no artifact holds a path of the machine.
+DATA_LOCATION_FILE = ".data_dir"
+
+
+def record_data_folder(root, data_dir):
+    """Note where the data folder is for the notebooks after 01; return what an artifact says of it.
+
+    Args:
+        root: the artifacts folder.
+        data_dir: the data folder notebook 01 read.
+
+    Returns:
+        `{"data_folder": its name, "data_checksums": {relative file path: SHA-256}}`, for a
+        config.json: where the data came from, without a path of this machine.
+    """
+    data_dir = Path(data_dir).resolve()
+    (Path(root) / DATA_LOCATION_FILE).write_text(str(data_dir) + "\n", encoding="utf-8")
+    files = sorted(p for p in data_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
+    return {"data_folder": data_dir.name,
+            "data_checksums": {p.relative_to(data_dir).as_posix(): file_digest(p) for p in files}}
+
+
+def data_folder(root, config=None):
+    """The data folder recorded by `record_data_folder` (notebook 01) for the artifacts folder `root`.
+
+    Where none is recorded (artifacts copied from elsewhere) and `config` says the data was the
+    embedded synthetic data, that is generated again (it is seeded: the same files).
+
+    Args:
+        root: the artifacts folder.
+        config: the predecessor's config.json, holding `data_folder`.
+
+    Raises:
+        ArtifactError: none is recorded, or it is gone; the message says to re-run notebook 01.
+    """
+    record = Path(root) / DATA_LOCATION_FILE
+    if not record.is_file():
+        if (config or {}).get("data_folder") == "synthetic":
+            from nbhelpers.data import resolve_data_dir
+
+            return resolve_data_dir("", root)
+        raise ArtifactError(f"{root} does not say where its data folder is ({record} is missing, e.g. the "
+                            f"artifacts were copied from another machine): {_rerun('01_baseline')}.")
+    folder = Path(record.read_text(encoding="utf-8").strip())
+    if not folder.is_dir():
+        raise ArtifactError(f"The data folder {folder} that notebook 01 read is gone: {_rerun('01_baseline')} "
+                            "with DATA_DIR set to where the data is now.")
+    return folder
+
+
 def resume_folder(root, name):
     """Where a notebook keeps state that must survive an interruption (e.g. training checkpoints).
 

@@ -14,8 +14,6 @@ Example:
 array([0.93, 0.08], dtype=float32)
 """
 
-import json
-
 import keras
 import keras_hub  # noqa: F401  (registers keras-hub layers for loading)
 import numpy as np
@@ -28,7 +26,12 @@ PREDICT_BATCH = 512
 def build_text_model(tokenizer, classifier):
     """Wrap a token-id classifier with its tokenizer: `(batch,)` strings -> `(batch, 1)` probability."""
     text = keras.Input(shape=(), dtype="string", name="text")
-    probability = classifier(tokenizer(text))
+    token_ids = tokenizer(text)
+    # A classifier saved as `keras.Model(inputs=[...])` expects a list of one: pass what it expects,
+    # or Keras warns on every call of the text model.
+    probability = classifier([token_ids] if isinstance(classifier.input, list) else token_ids)
+    if isinstance(probability, (list, tuple)):
+        probability = probability[0]
     return keras.Model(text, probability, name="sentiment_from_text")
 
 
@@ -82,7 +85,16 @@ def _served(saved_model, batch):
 
 
 def write_model_card(path, config, metrics):
-    """Write a Markdown model card: what the model is, how it was trained, how well, how to load it."""
+    """Write a Markdown model card: what the model is, how it was trained, how well, how to load it.
+
+    It names no path of the machine that trained the model: the data as its folder's name and
+    its files' SHA-256 (`config["data_folder"]`, `config["data_checksums"]`).
+
+    Args:
+        path: the card's file.
+        config: notebook 04's config.json, with `vocabulary_size`.
+        metrics: notebook 05's metrics (`dev_accuracy`, `max_difference_vs_classifier`).
+    """
     model_keys = ("num_layers", "model_dim", "num_heads", "intermediate_dim", "dropout")
     training_keys = (
         "sequence_length", "mask_rate", "predictions_per_sequence", "pretrain_epochs",
@@ -90,6 +102,9 @@ def write_model_card(path, config, metrics):
         "finetune_batch_size", "finetune_learning_rate", "label_budget", "bucketed", "precision", "seed",
     )
     rows = lambda keys: "\n".join(f"| {k} | {config[k]} |" for k in keys if k in config)  # noqa: E731
+    # Where the data came from without a path of the training machine: the folder's name, and
+    # each file's checksum (a reader can check a copy of the data against them).
+    checksums = "\n".join(f"| `{name}` | `{digest}` |" for name, digest in sorted(config.get("data_checksums", {}).items()))
     text = f"""# Sentiment model (SST-2), pretrained from scratch
 
 A small transformer encoder pretrained with masked language modelling, then fine-tuned to say
@@ -127,8 +142,12 @@ From a shell: `python -m nbhelpers.predict sentiment.keras "What a wonderful fil
 {rows(training_keys)}
 
 ## Data
-{json.dumps(config.get("data_dir"))} (`.../data/synthetic`: the project's embedded synthetic data).
+The data folder `{config.get("data_folder")}`{" (the project's embedded synthetic data)" if config.get("data_folder") == "synthetic" else ""}.
 Pretraining corpus: `{config.get("corpus", "wikitext")}`. Vocabulary: `{config.get("vocabulary", "vocab.txt")}`.
+
+| file | SHA-256 |
+|---|---|
+{checksums}
 """
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)

@@ -190,7 +190,7 @@ class ConsoleProgress(logging.Handler):
         self.last_line = time.monotonic()
 
     def _beat(self):
-        while not self.stopped.wait(5):
+        while not self.stopped.wait(min(5, self.heartbeat)):
             if time.monotonic() - self.last_line >= self.heartbeat and self.cell is not None:
                 self._write(f"-- {self.name}: still running cell {self.cell}, "
                             f"{format_duration(time.monotonic() - self.started)} since the notebook started")
