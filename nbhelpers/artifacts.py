@@ -153,6 +153,13 @@ def lock_artifacts(root):
             return True
         except FileExistsError:
             continue
+        except OSError:  # a file system without hard links (some network mounts): create it exclusively
+            try:
+                with open(path, "x") as f:
+                    json.dump(record, f)
+                return True
+            except FileExistsError:
+                continue
         finally:
             os.unlink(tmp)
     raise ArtifactsLocked(_describe_lock(root, read_lock(root) or {}))
@@ -275,6 +282,7 @@ def publish_artifact(staging):
         if retired.exists() and not final.exists():
             os.replace(retired, final)  # put the previous artifact back
         shutil.rmtree(staging, ignore_errors=True)
+        unlock_artifacts(root)  # nothing of ours is left to protect
         reason = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
         raise ArtifactError(
             f"Could not publish {name} into {root}: {reason}. The previous {name} (if any) is unchanged; "
