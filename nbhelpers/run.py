@@ -228,6 +228,8 @@ def run_series(paths, values, artifacts_dir, kernel_name=None, quiet=False):
         papermill.PapermillExecutionError: a notebook failed; it names the cell and error.
     """
     artifacts_dir = Path(artifacts_dir).resolve()
+    if artifacts_dir.exists() and not artifacts_dir.is_dir():
+        raise UserError(f"--artifacts {artifacts_dir} is a file, not a folder: pass the folder to write into.")
     if values.get("DATA_DIR"):  # Relative to where the command runs, not to notebooks/.
         data_dir = Path(values["DATA_DIR"]).expanduser().resolve()
         if not data_dir.is_dir():

@@ -179,3 +179,10 @@ def test_acquire_a_data_folder_that_is_a_file(tmp_path):
 def test_acquire_sources_that_do_not_parse(tmp_path):
     line = _one_line("nbhelpers.acquire", "--data-dir", tmp_path, "sst2", env={"NBHELPERS_ACQUIRE_SOURCES": "{not json"})
     assert line.startswith("nbhelpers.acquire: error: NBHELPERS_ACQUIRE_SOURCES is not a JSON object")
+
+
+def test_run_into_an_artifacts_path_that_is_a_file(tmp_path):
+    (tmp_path / "artifacts").write_text("")
+    assert _one_line("nbhelpers.run", "--only", "01", "--artifacts", tmp_path / "artifacts") == (
+        f"nbhelpers.run: error: --artifacts {tmp_path / 'artifacts'} is a file, not a folder: "
+        "pass the folder to write into.")
