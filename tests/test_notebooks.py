@@ -129,6 +129,7 @@ def test_the_baseline_on_real_sst2_matches_the_guide(shared_data, tmp_path):
 # --- Issue 26: the edges a user touches ---------------------------------------------------------
 
 NOISE = ("absl::InitializeLog", "oneDNN custom operations", "Could not find cuda drivers", "IProgress not found",
+         "INFO:tensorflow",
          "UserWarning")
 
 
@@ -177,10 +178,10 @@ def test_a_damaged_encoder_stops_notebook_04_with_one_line_naming_notebook_03(ti
                           capture_output=True, text=True, timeout=300)
     lines = done.stderr.splitlines()
     assert done.returncode == 1 and len(lines) == 1, done.stderr[-3000:]
-    assert lines[0].startswith("nbhelpers.run: error: 04_finetune_sst2.ipynb stopped at cell 2: ArtifactError: "
+    assert lines[0].startswith("nbhelpers.run: error: 04_finetune_sst2.ipynb stopped at cell 4: ArtifactError: "
                                "03's artifact is damaged: re-run notebook 03 (notebooks/03_pretrain_encoder.ipynb). "
                                "03_encoder/encoder.keras was truncated")
-    assert "-- 04_finetune_sst2.ipynb: cell 2 of" in done.stdout  # the console said where it was
+    assert "-- 04_finetune_sst2.ipynb: cell 4 of" in done.stdout  # the console said where it was
     assert not list(tmp_path.glob("*04_classifier*"))
 
 
