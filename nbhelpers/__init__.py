@@ -21,9 +21,11 @@ Where things live:
 - `nbhelpers.export`: the raw-text model that notebook 05 saves; `nbhelpers.predict` its CLI.
 - `nbhelpers.plots`: training curves, accuracy bars and the label-budget curve.
 - `nbhelpers.notebook_hygiene`: what a committed notebook may hold.
-- `nbhelpers.artifacts`: atomic artifact folders and JSON files.
+- `nbhelpers.artifacts`: atomic artifact folders with manifests, their lock, and JSON files.
 - `nbhelpers.params`: checks for notebook parameters.
 - `nbhelpers.run`: runs the series with papermill (`python -m nbhelpers.run --profile tiny`).
+- `nbhelpers.cli`: one-line errors for every command line (`--debug` for the traceback).
+- `nbhelpers.progress`: what long runs print while they work (shared by the runner and training).
 """
 
 import importlib.abc
