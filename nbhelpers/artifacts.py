@@ -121,6 +121,18 @@ def _describe_lock(root, lock):
             f"or stop it, or use another artifacts folder (the lock file is {Path(root) / LOCK_FILE}).")
 
 
+def _this_command():
+    """This process as a user would recognise it in a lock message."""
+    program = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
+    if "ipykernel" in program.name:
+        return "a Jupyter kernel: a notebook open in JupyterLab, or a run's notebook"
+    if program.parent.name == "nbhelpers":  # python -m nbhelpers.run ...
+        program = Path(f"python -m nbhelpers.{program.stem}")
+    elif program.name == "-c":
+        program = Path("python -c")
+    return " ".join([str(program), *sys.argv[1:]])[:200]
+
+
 def lock_artifacts(root):
     """Take the lock of the artifacts folder `root` for this process; return whether it was taken now.
 
@@ -133,8 +145,7 @@ def lock_artifacts(root):
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     path = root / LOCK_FILE
-    record = {"pid": os.getpid(), "started": time.time(), "host": socket.gethostname(),
-              "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:200]}
+    record = {"pid": os.getpid(), "started": time.time(), "host": socket.gethostname(), "command": _this_command()}
     for _ in range(3):
         lock = read_lock(root)
         if _lock_is_ours(lock):

@@ -68,5 +68,7 @@ def run_command(main, prog, argv=None):
     except Exception as exc:  # noqa: BLE001  (the point: no traceback for the user)
         if debugging(argv):
             raise
-        print(f"{prog}: error: {one_line(exc)} (run with {DEBUG_FLAG} for the traceback)", file=sys.stderr)
+        # Our own errors are written for the user; anything else may be a bug, worth a traceback.
+        hint = "" if type(exc).__module__.startswith("nbhelpers") else f" (run with {DEBUG_FLAG} for the traceback)"
+        print(f"{prog}: error: {one_line(exc)}{hint}", file=sys.stderr)
         return 1

@@ -163,6 +163,7 @@ def test_run_into_a_folder_another_run_writes_stops_at_once_naming_it(tmp_path):
         assert holder.stdout.readline().strip() == "locked"
         line = _one_line("nbhelpers.run", "--only", "01", "--artifacts", tmp_path)
         assert line.startswith(f"nbhelpers.run: error: {tmp_path} is being written by another run: process {holder.pid} on ")
+        assert f"(python -c {tmp_path}), started " in line and line.endswith(f"(the lock file is {tmp_path / '.lock'}).")
         assert not (tmp_path / "01_setup_and_baseline.ipynb").exists()
     finally:
         holder.kill()
