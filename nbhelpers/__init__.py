@@ -69,8 +69,13 @@ class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
 
 
 class _MutedLoader(importlib.abc.Loader):
+    """TensorFlow's own loader, its `exec_module` run with stderr muted; all else passed through."""
+
     def __init__(self, loader):
         self.loader = loader
+
+    def __getattr__(self, name):  # get_resource_reader, is_package, ...: the real loader's
+        return getattr(self.loader, name)
 
     def create_module(self, spec):
         return self.loader.create_module(spec)
