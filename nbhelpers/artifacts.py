@@ -111,7 +111,10 @@ def _lock_is_ours(lock):
 
 
 def _lock_is_stale(lock):
-    return lock is None or (lock.get("host") == socket.gethostname() and not _process_alive(int(lock.get("pid", 0))))
+    """Whether a lock's process is gone (an unreadable lock, or one without a process id, counts as gone)."""
+    if lock is None or not isinstance(lock.get("pid"), int) or lock["pid"] <= 0:
+        return True
+    return lock.get("host") == socket.gethostname() and not _process_alive(lock["pid"])
 
 
 def _describe_lock(root, lock):
@@ -152,7 +155,9 @@ def lock_artifacts(root):
             return False
         if path.exists() and not _lock_is_stale(lock):
             raise ArtifactsLocked(_describe_lock(root, lock))
-        if path.exists():  # its process is gone: take it over (a rename, so no reader sees it half-written)
+        if path.exists():  # its process is gone: take it over, unless another process just did
+            if read_lock(root) != lock:
+                continue
             path.unlink(missing_ok=True)
         # Written in full under a temporary name, then linked into place: `link` fails if another
         # process created the lock meanwhile, so exactly one of two racing processes gets it.
