@@ -30,7 +30,6 @@ Where things live:
 
 import importlib.abc
 import importlib.util
-import logging
 import os
 import sys
 import warnings
@@ -38,9 +37,6 @@ import warnings
 # TensorFlow runs the text preprocessing; keep its C++ start-up chatter out of notebooks.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-# TensorFlow's Python logger says "INFO:tensorflow:Assets written to: <path>" on every SavedModel
-# export; warnings and errors still show.
-logging.getLogger("tensorflow").setLevel(logging.WARNING)
 # tqdm's notebook bars need ipywidgets (the `lab` extra); without it a library's `tqdm.auto`
 # falls back to text bars, which is fine, and need not say so in every notebook.
 warnings.filterwarnings("ignore", message="IProgress not found", module="tqdm")

@@ -14,6 +14,8 @@ Example:
 array([0.93, 0.08], dtype=float32)
 """
 
+import logging
+
 import keras
 import keras_hub  # noqa: F401  (registers keras-hub layers for loading)
 import numpy as np
@@ -58,7 +60,14 @@ def export_saved_model(model, path):
         lambda text: {SERVING_OUTPUT: model(text, training=False)},
         input_signature=[tf.TensorSpec(shape=(None,), dtype=tf.string, name="text")],
     )
-    archive.write_out(str(path), verbose=False)
+    # In a notebook TensorFlow's logger shows INFO ("Assets written to: <path>"); warnings still show.
+    tensorflow_logger = logging.getLogger("tensorflow")
+    level = tensorflow_logger.level
+    tensorflow_logger.setLevel(logging.WARNING)
+    try:
+        archive.write_out(str(path), verbose=False)
+    finally:
+        tensorflow_logger.setLevel(level)
 
 
 def predict_texts(model, texts, batch_size=PREDICT_BATCH):
