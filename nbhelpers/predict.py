@@ -94,9 +94,7 @@ def _check_keras_file(path):
 
 def _check_artifact(path):
     """Where the model sits in a published artifact folder, check it against the folder's manifest."""
-    folder = path.parent if path.is_file() or path.name == "saved_model" else path
-    if folder.name == "saved_model":
-        folder = folder.parent
+    folder = path if path.is_dir() and path.name != "saved_model" else path.parent
     if (folder / MANIFEST_FILE).is_file() and folder.name == "05_export":
         try:
             verify_artifact(folder, "05_export")
@@ -105,6 +103,7 @@ def _check_artifact(path):
 
 
 def _load_failed(path, exc):
+    """The error to show for a model Keras could not load: the newer library it needs, where known."""
     newer = _newer_than_installed(_written_versions(path))
     if newer:
         return UserError(f"{path} was saved with {', '.join(newer)}: it needs a newer version; upgrade with "
