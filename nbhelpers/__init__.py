@@ -22,15 +22,74 @@ Where things live:
 - `nbhelpers.out_of_domain`: notebook 05's zero-shot check on labelled sentences from outside films.
 - `nbhelpers.plots`: training curves, accuracy bars and the label-budget curve.
 - `nbhelpers.notebook_hygiene`: what a committed notebook may hold.
-- `nbhelpers.artifacts`: atomic artifact folders and JSON files.
+- `nbhelpers.artifacts`: atomic artifact folders with manifests, their lock, and JSON files.
 - `nbhelpers.params`: checks for notebook parameters.
 - `nbhelpers.run`: runs the series with papermill (`python -m nbhelpers.run --profile tiny`).
+- `nbhelpers.cli`: one-line errors for every command line (`--debug` for the traceback).
+- `nbhelpers.progress`: what long runs print while they work (shared by the runner and training).
 """
 
+import importlib.abc
+import importlib.util
 import os
+import sys
+import warnings
 
 # TensorFlow runs the text preprocessing; keep its C++ start-up chatter out of notebooks.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# tqdm's notebook bars need ipywidgets (the `lab` extra); without it a library's `tqdm.auto`
+# falls back to text bars, which is fine, and need not say so in every notebook.
+warnings.filterwarnings("ignore", message="IProgress not found", module="tqdm")
 
 __version__ = "0.1.0"
+
+
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """Import TensorFlow with the process's stderr (file descriptor 2) muted.
+
+    TensorFlow 2.21 logs its start-up lines (oneDNN, the CUDA stub, "All log messages before
+    absl::InitializeLog()") through absl before any log level applies: TF_CPP_MIN_LOG_LEVEL
+    does not reach them. Jupyter kernels copy that descriptor into the notebook, and the
+    command lines' one-line errors would end under them. Only the import is muted; Python
+    exceptions from it still propagate.
+    """
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)  # once, and let the normal finders locate it
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _MutedLoader(spec.loader)
+        return spec
+
+
+class _MutedLoader(importlib.abc.Loader):
+    """TensorFlow's own loader, its `exec_module` run with stderr muted; all else passed through."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def __getattr__(self, name):  # get_resource_reader, is_package, ...: the real loader's
+        return getattr(self.loader, name)
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        try:
+            saved = os.dup(2)
+        except OSError:  # no stderr to mute
+            return self.loader.exec_module(module)
+        try:
+            with open(os.devnull, "wb") as devnull:
+                os.dup2(devnull.fileno(), 2)
+            self.loader.exec_module(module)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+if "tensorflow" not in sys.modules:
+    sys.meta_path.insert(0, _QuietTensorFlowImport())

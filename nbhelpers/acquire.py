@@ -55,6 +55,8 @@ from urllib.parse import urlsplit
 import pooch
 import requests
 
+from nbhelpers.cli import DEBUG_HELP, UserError, run_command
+
 logger = logging.getLogger(__name__)
 
 SOURCES_ENV = "NBHELPERS_ACQUIRE_SOURCES"
@@ -490,8 +492,12 @@ def _sources_from_environment():
     text = os.environ.get(SOURCES_ENV)
     if not text:
         return {}
-    table = json.loads(text)
-    return {name: [Source(**item) for item in items] for name, items in table.items()}
+    try:
+        table = json.loads(text)
+        return {name: [Source(**item) for item in items] for name, items in table.items()}
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise UserError(f"{SOURCES_ENV} is not a JSON object of dataset name -> list of sources "
+                        f"(fields url, known_hash, archive, members, member_hashes): {exc}.") from None
 
 
 def main(argv=None):
@@ -513,7 +519,11 @@ def main(argv=None):
     parser.add_argument("--cache-dir", default=None, help="where downloads are kept")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
                         help="seconds to wait for a connection or the next bytes")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     args = parser.parse_args(argv)
+    data_dir = Path(args.data_dir)
+    if data_dir.exists() and not data_dir.is_dir():
+        raise UserError(f"--data-dir {data_dir} is a file, not a folder: pass the folder to fill (it is created if needed).")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     names = list(DATASETS) if "all" in args.names else list(dict.fromkeys(args.names))
     overrides = _sources_from_environment()
@@ -533,4 +543,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, "nbhelpers.acquire"))

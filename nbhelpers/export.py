@@ -14,7 +14,7 @@ Example:
 array([0.93, 0.08], dtype=float32)
 """
 
-import json
+import logging
 
 import keras
 import keras_hub  # noqa: F401  (registers keras-hub layers for loading)
@@ -28,7 +28,12 @@ PREDICT_BATCH = 512
 def build_text_model(tokenizer, classifier):
     """Wrap a token-id classifier with its tokenizer: `(batch,)` strings -> `(batch, 1)` probability."""
     text = keras.Input(shape=(), dtype="string", name="text")
-    probability = classifier(tokenizer(text))
+    token_ids = tokenizer(text)
+    # A classifier saved as `keras.Model(inputs=[...])` expects a list of one: pass what it expects,
+    # or Keras warns on every call of the text model.
+    probability = classifier([token_ids] if isinstance(classifier.input, list) else token_ids)
+    if isinstance(probability, (list, tuple)):
+        probability = probability[0]
     return keras.Model(text, probability, name="sentiment_from_text")
 
 
@@ -37,12 +42,32 @@ def load_text_model(path):
     return keras.models.load_model(path)
 
 
+# The name of the SavedModel's output: what a serving client (TF Serving's REST API, a
+# signature call) reads the probability by, rather than Keras's default "output_0".
+SERVING_OUTPUT = "probability"
+
+
 def export_saved_model(model, path):
     """Write a TensorFlow SavedModel whose `serve` signature maps a string batch to probabilities.
 
-    Load it without Keras: `tf.saved_model.load(path).serve(tf.constant(["text"]))`.
+    Its output is named `SERVING_OUTPUT` ("probability"), its input "text". Load it without Keras:
+    `tf.saved_model.load(path).serve(tf.constant(["text"]))["probability"]`.
     """
-    model.export(str(path), format="tf_saved_model", verbose=False)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        "serve",
+        lambda text: {SERVING_OUTPUT: model(text, training=False)},
+        input_signature=[tf.TensorSpec(shape=(None,), dtype=tf.string, name="text")],
+    )
+    # In a notebook TensorFlow's logger shows INFO ("Assets written to: <path>"); warnings still show.
+    tensorflow_logger = logging.getLogger("tensorflow")
+    level = tensorflow_logger.level
+    tensorflow_logger.setLevel(logging.WARNING)
+    try:
+        archive.write_out(str(path), verbose=False)
+    finally:
+        tensorflow_logger.setLevel(level)
 
 
 def predict_texts(model, texts, batch_size=PREDICT_BATCH):
@@ -53,7 +78,7 @@ def predict_texts(model, texts, batch_size=PREDICT_BATCH):
         texts: a list of str.
         batch_size: texts per call.
     """
-    call = model.serve if hasattr(model, "serve") else (lambda batch: model(batch, training=False))
+    call = (lambda batch: _served(model, batch)) if hasattr(model, "serve") else (lambda batch: model(batch, training=False))
     outputs = [
         np.asarray(call(tf.constant(texts[start : start + batch_size], dtype=tf.string))).reshape(-1)
         for start in range(0, len(texts), batch_size)
@@ -89,11 +114,25 @@ answers the set's commoner label.
 """ + "\n".join(rows)
 
 
+def _served(saved_model, batch):
+    """A SavedModel's probabilities: its output is named (a dict), or a bare tensor where it was
+    exported before the output had a name."""
+    output = saved_model.serve(batch)
+    return output[SERVING_OUTPUT] if isinstance(output, dict) else output
+
+
 def write_model_card(path, config, metrics):
     """Write a Markdown model card: what the model is, how it was trained, how well, how to load it.
 
-    `metrics` may hold "out_of_domain" (`nbhelpers.out_of_domain.score_out_of_domain`'s result);
-    without it the card says the check was not measured.
+    It names no path of the machine that trained the model: the data as its folder's name and
+    its files' SHA-256 (`config["data_folder"]`, `config["data_checksums"]`).
+
+    Args:
+        path: the card's file.
+        config: notebook 04's config.json, with `vocabulary_size`.
+        metrics: notebook 05's metrics (`dev_accuracy`, `max_difference_vs_classifier`), and
+            "out_of_domain" (`nbhelpers.out_of_domain.score_out_of_domain`'s result) where
+            measured; without it the card says the check was not measured.
     """
     model_keys = ("num_layers", "model_dim", "num_heads", "intermediate_dim", "dropout")
     training_keys = (
@@ -102,6 +141,9 @@ def write_model_card(path, config, metrics):
         "finetune_batch_size", "finetune_learning_rate", "label_budget", "bucketed", "precision", "seed",
     )
     rows = lambda keys: "\n".join(f"| {k} | {config[k]} |" for k in keys if k in config)  # noqa: E731
+    # Where the data came from without a path of the training machine: the folder's name, and
+    # each file's checksum (a reader can check a copy of the data against them).
+    checksums = "\n".join(f"| `{name}` | `{digest}` |" for name, digest in sorted(config.get("data_checksums", {}).items()))
     text = f"""# Sentiment model (SST-2), pretrained from scratch
 
 A small transformer encoder pretrained with masked language modelling, then fine-tuned to say
@@ -118,7 +160,7 @@ import keras, keras_hub, tensorflow as tf    # keras_hub registers the tokenizer
 model = keras.models.load_model("sentiment.keras")
 model(tf.constant(["What a wonderful film!"]))           # [[probability of positive]]
 
-tf.saved_model.load("saved_model").serve(tf.constant(["What a wonderful film!"]))
+tf.saved_model.load("saved_model").serve(tf.constant(["What a wonderful film!"]))["probability"]
 ```
 From a shell: `python -m nbhelpers.predict sentiment.keras "What a wonderful film!"`.
 
@@ -141,8 +183,12 @@ From a shell: `python -m nbhelpers.predict sentiment.keras "What a wonderful fil
 {rows(training_keys)}
 
 ## Data
-{json.dumps(config.get("data_dir"))} (`.../data/synthetic`: the project's embedded synthetic data).
+The data folder `{config.get("data_folder")}`{" (the project's embedded synthetic data)" if config.get("data_folder") == "synthetic" else ""}.
 Pretraining corpus: `{config.get("corpus", "wikitext")}`. Vocabulary: `{config.get("vocabulary", "vocab.txt")}`.
+
+| file | SHA-256 |
+|---|---|
+{checksums}
 """
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)

@@ -32,7 +32,7 @@ import numpy as np
 from nbhelpers.baseline import build_baseline_model, make_multi_hot_vectorizer, multi_hot_dataset
 from nbhelpers.data import sample_labelled
 from nbhelpers.tokenization import classification_dataset
-from nbhelpers.training import binary_accuracy, compile_classifier, repeated_epochs, set_seed
+from nbhelpers.training import TrainingProgress, binary_accuracy, compile_classifier, repeated_epochs, set_seed
 
 # The arms, in the order tables and plots show them (the names notebook 04 uses throughout).
 ARMS = ("bag of words", "transformer, no pretraining", "transformer, pretrained")
@@ -122,7 +122,8 @@ def _fit_best_on_validation(model, train_ds, validation_ds, epochs, patience):
     train_ds, steps_per_epoch = repeated_epochs(train_ds)
     accuracy = model.fit(
         train_ds, validation_data=validation_ds, epochs=epochs, steps_per_epoch=steps_per_epoch,
-        callbacks=[stop], verbose=0, shuffle=False,
+        # Many short fits: a progress line only where one runs longer than a minute.
+        callbacks=[stop, TrainingProgress("label-budget run", every_epoch=False)], verbose=0, shuffle=False,
     ).history["val_accuracy"]
     return int(np.argmax(accuracy)) + 1, float(np.max(accuracy))
 

@@ -10,6 +10,7 @@ Example:
 """
 
 import csv
+import os
 import shutil
 import sys
 import time
@@ -20,6 +21,7 @@ import numpy as np
 
 from nbhelpers.artifacts import read_json, write_json
 from nbhelpers.optimizers import FusedAdamW
+from nbhelpers.progress import PROGRESS_SECONDS, QUIET_ENV, format_duration
 
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 # "constant": the guide's fixed learning rate. "warmup_cosine": a linear warm-up over the first
@@ -123,6 +125,62 @@ class WallClock(keras.callbacks.Callback):
             logs["minutes"] = (time.perf_counter() - self.start) / 60
 
 
+class TrainingProgress(keras.callbacks.Callback):
+    """Prints where training stands, with the time elapsed and an estimate of the time left.
+
+    A line at each epoch's end (with `every_epoch`) and at least every `interval` seconds in
+    between, so a long epoch is never silent; in a notebook, and on the console of a headless
+    run (the runner forwards the notebook's output). Silent where `NBHELPERS_QUIET` is set.
+
+    Args:
+        label: what is training, the start of every line (e.g. "pretraining").
+        interval: the most seconds between two lines.
+        every_epoch: also print at every epoch's end (off for many short fits).
+        stream: where the lines go (default stdout).
+    """
+
+    def __init__(self, label="training", interval=PROGRESS_SECONDS, every_epoch=True, stream=None):
+        super().__init__()
+        self.label, self.interval, self.every_epoch = label, interval, every_epoch
+        self.stream = stream
+        self.quiet = os.environ.get(QUIET_ENV, "") not in ("", "0")
+
+    def on_train_begin(self, logs=None):
+        self.start = self.last_line = time.perf_counter()
+        self.first_epoch = None
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        if self.first_epoch is None:  # > 0 where training resumed from saved state
+            self.first_epoch = epoch
+
+    def _report(self, steps_done_in_epoch, epoch_finished):
+        now = time.perf_counter()
+        elapsed = now - self.start
+        epochs, steps = self.params.get("epochs") or 1, self.params.get("steps")
+        if steps:
+            done = (self.epoch - self.first_epoch) * steps + steps_done_in_epoch
+            remaining = (epochs - self.epoch) * steps - steps_done_in_epoch
+            where = f"epoch {self.epoch + 1}/{epochs}, step {steps_done_in_epoch}/{steps}"
+        else:  # a dataset of unknown length: estimate by whole epochs
+            done = self.epoch - self.first_epoch + (1 if epoch_finished else 0)
+            remaining = epochs - self.epoch - (1 if epoch_finished else 0)
+            where = f"epoch {self.epoch + 1}/{epochs}"
+        left = f"about {format_duration(elapsed / done * remaining)} left" if done else "time left not known yet"
+        print(f"{self.label}: {where}, {format_duration(elapsed)} elapsed, {left}", file=self.stream or sys.stdout,
+              flush=True)
+        self.last_line = now
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self.quiet and time.perf_counter() - self.last_line >= self.interval:
+            self._report(batch + 1, epoch_finished=False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.quiet and (self.every_epoch or time.perf_counter() - self.last_line >= self.interval):
+            self._report(self.params.get("steps") or 0, epoch_finished=True)
+
+
 def seconds_per_step(model, dataset, loss, jit_compile=False, steps=40, warmup_steps=10):
     """Measure a training step's wall time on `dataset`, leaving the model's weights unchanged.
 
@@ -203,9 +261,12 @@ def repeated_epochs(dataset):
 
 def fit_logged(
     model, train, validation, epochs, log_dir, resume_dir=None, resume_config=None, verbose=2,
-    steps_per_epoch=None,
+    steps_per_epoch=None, progress_label="training",
 ):
     """`model.fit` with the per-epoch history in `log_dir/history.csv`, optionally resumable.
+
+    While it trains, `TrainingProgress` prints the time elapsed and left at every epoch's end
+    and at least every minute.
 
     With `resume_dir`, the training state (weights, optimizer, epoch) is kept there by
     `keras.callbacks.BackupAndRestore` after every epoch, and the history beside it, so calling
@@ -223,6 +284,7 @@ def fit_logged(
         resume_config: a JSON-able description of the run; state saved under another is discarded.
         verbose: Keras' verbosity (2: one line per epoch, best in logs and notebooks).
         steps_per_epoch: for a repeated (endless) `train`, the steps between two evaluations.
+        progress_label: what the progress lines call this training.
 
     Returns:
         The history as a dict of per-epoch lists (`loss`, `val_loss`, metrics ..., and
@@ -243,7 +305,7 @@ def fit_logged(
         csv_path = resume_dir / "history.csv"
         callbacks.append(keras.callbacks.BackupAndRestore(str(resume_dir / "state")))
     # WallClock first: it adds `minutes` to the logs that CSVLogger then writes.
-    callbacks += [WallClock(), keras.callbacks.CSVLogger(str(csv_path), append=True)]
+    callbacks += [WallClock(), keras.callbacks.CSVLogger(str(csv_path), append=True), TrainingProgress(progress_label)]
     model.fit(
         train,
         validation_data=validation,

@@ -1,5 +1,6 @@
 """The notebooks as a user runs them: in order under papermill, alone, with bad input, committed clean."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -10,19 +11,19 @@ import papermill
 import pytest
 
 from nbhelpers.artifacts import read_json
-from nbhelpers.notebook_hygiene import problems
+from nbhelpers.notebook_hygiene import MACHINE_PATH, problems
 from nbhelpers.run import notebook_paths, run_series
 
 EXPECTED_FILES = {
-    "01_baseline": {"config.json", "metrics.json", "history.csv", "history.png", "bag_of_words.keras"},
-    "02_mlm_data": {"config.json", "vocab.txt", "train_tokens.npy", "valid_tokens.npy", "preview.txt"},
+    "01_baseline": {"config.json", "metrics.json", "history.csv", "history.png", "bag_of_words.keras", "manifest.json"},
+    "02_mlm_data": {"config.json", "vocab.txt", "train_tokens.npy", "valid_tokens.npy", "preview.txt", "manifest.json"},
     "03_encoder": {"config.json", "metrics.json", "history.csv", "history.png", "encoder.keras", "mlm.weights.h5",
-                   "vocab.txt"},
+                   "vocab.txt", "manifest.json"},
     "04_classifier": {
         "config.json", "metrics.json", "history.csv", "history.png", "classifier.keras", "vocab.txt",
-        "comparison.png", "from_scratch", "label_budget.png",
+        "comparison.png", "from_scratch", "label_budget.png", "manifest.json",
     },
-    "05_export": {"config.json", "metrics.json", "sentiment.keras", "saved_model", "MODEL_CARD.md"},
+    "05_export": {"config.json", "metrics.json", "sentiment.keras", "saved_model", "MODEL_CARD.md", "manifest.json"},
 }
 
 
@@ -123,3 +124,72 @@ def test_the_baseline_on_real_sst2_matches_the_guide(shared_data, tmp_path):
     metrics = read_json(tmp_path / "01_baseline" / "metrics.json")
     assert metrics["dev_examples"] == 872 and metrics["train_examples"] == 67349
     assert metrics["dev_accuracy"] >= 0.79, metrics["dev_accuracy"]  # the guide: 0.802
+
+
+# --- Issue 26: the edges a user touches ---------------------------------------------------------
+
+NOISE = ("absl::InitializeLog", "oneDNN custom operations", "Could not find cuda drivers", "IProgress not found",
+         "INFO:tensorflow",
+         "UserWarning")
+
+
+def test_executed_notebooks_show_no_library_start_up_noise_or_warnings(tiny_series):
+    for path in tiny_series[1]:
+        for number, cell in enumerate(nbformat.read(path, as_version=4).cells, start=1):
+            for output in cell.get("outputs", []):
+                text = output.get("text", "") + str(output.get("data", {}).get("text/plain", ""))
+                assert not [n for n in NOISE if n in text], (path.name, number, text[:500])
+
+
+def test_artifacts_and_the_model_card_hold_no_path_of_the_machine(tiny_series):
+    artifacts = tiny_series[0]
+    for path in artifacts.glob("0*/**/*"):
+        if path.suffix in (".json", ".md", ".csv", ".txt"):
+            text = path.read_text(encoding="utf-8")
+            assert str(artifacts) not in text and not MACHINE_PATH.search(text), path
+    config = read_json(artifacts / "05_export" / "config.json")
+    assert config["data_folder"] == "synthetic" and "data_dir" not in config
+    assert set(config["data_checksums"]) >= {"sst2/train.tsv", "sst2/dev.tsv"}
+    card = (artifacts / "05_export" / "MODEL_CARD.md").read_text()
+    assert "The data folder `synthetic` (the project's embedded synthetic data)." in card
+    assert f"| `sst2/dev.tsv` | `{config['data_checksums']['sst2/dev.tsv']}` |" in card
+
+
+def test_the_exported_models_name_their_output_and_call_without_warnings(tiny_series):
+    export = tiny_series[0] / "05_export"
+    done = subprocess.run([sys.executable, "-W", "error", "-c", """if True:
+        import sys, warnings
+        import nbhelpers, keras, tensorflow as tf
+        model = keras.models.load_model(sys.argv[1] + "/sentiment.keras")
+        probabilities = model(tf.constant(["a wonderful film", "a dull film", ""]))
+        served = tf.saved_model.load(sys.argv[1] + "/saved_model").signatures["serving_default"]
+        print(list(served.structured_outputs), tuple(probabilities.shape))
+        """, str(export)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "['probability'] (3, 1)" and done.stderr == ""
+
+
+def test_a_damaged_encoder_stops_notebook_04_with_one_line_naming_notebook_03(tiny_series, tmp_path):
+    for name in ("01_baseline", "02_mlm_data", "03_encoder"):
+        shutil.copytree(tiny_series[0] / name, tmp_path / name)
+    encoder = tmp_path / "03_encoder" / "encoder.keras"
+    os.truncate(encoder, encoder.stat().st_size // 2)  # as a full disk or a partial copy leaves it
+    done = subprocess.run([sys.executable, "-m", "nbhelpers.run", "--only", "04", "--artifacts", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    lines = done.stderr.splitlines()
+    assert done.returncode == 1 and len(lines) == 1, done.stderr[-3000:]
+    assert lines[0].startswith("nbhelpers.run: error: 04_finetune_sst2.ipynb stopped at cell 4: ArtifactError: "
+                               "03's artifact is damaged: re-run notebook 03 (notebooks/03_pretrain_encoder.ipynb). "
+                               "03_encoder/encoder.keras was truncated")
+    assert "-- 04_finetune_sst2.ipynb: cell 4 of" in done.stdout  # the console said where it was
+    assert not list(tmp_path.glob("*04_classifier*"))
+
+
+def test_the_console_shows_cells_and_training_progress_and_quiet_shows_nothing(tiny_series, tmp_path):
+    shutil.copytree(tiny_series[0] / "01_baseline", tmp_path / "01_baseline")
+    command = [sys.executable, "-m", "nbhelpers.run", "--only", "02", "--artifacts", str(tmp_path)]
+    loud = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert loud.returncode == 0, loud.stderr[-3000:]
+    assert "-- 02_mlm_preprocessing.ipynb: cell 1 of " in loud.stdout and "wrote 02_mlm_data" in loud.stdout
+    quiet = subprocess.run(command + ["--quiet"], capture_output=True, text=True, timeout=300)
+    assert quiet.returncode == 0 and quiet.stdout == "", quiet.stdout[-3000:]

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from nbhelpers.artifacts import read_json
+from nbhelpers.artifacts import publish_artifact, read_json, record_data_folder, stage_artifact
 from nbhelpers.baseline import build_baseline_model, build_text_baseline, make_multi_hot_vectorizer
 from nbhelpers.data import (
     DataFormatError,
@@ -164,16 +164,18 @@ def artifacts(tmp_path_factory, hand_vocabulary):
     kernel = np.zeros((len(words), 1), "float32")
     kernel[words.index("sturdy")], kernel[words.index("flimsy")] = 4.0, -4.0
     baseline.get_layer("sentiment").set_weights([kernel, np.zeros(1, "float32")])
-    (root / "01_baseline").mkdir()
-    build_text_baseline(vectorizer, baseline).save(root / "01_baseline" / "bag_of_words.keras")
-    _write(root / "01_baseline" / "config.json", "{}")
+    staging = stage_artifact(root, "01_baseline")  # published as notebook 01 does: with its manifest
+    build_text_baseline(vectorizer, baseline).save(staging / "bag_of_words.keras")
+    _write(staging / "config.json", json.dumps(record_data_folder(root, data_dir)))
+    publish_artifact(staging)
 
     classifier = build_classifier(build_encoder(len(hand_vocabulary), 16, 1, 16, 2, 32, 0.0))
-    (root / "04_classifier").mkdir()
-    classifier.save(root / "04_classifier" / "classifier.keras")
-    _write(root / "04_classifier" / "vocab.txt", "\n".join(hand_vocabulary) + "\n")
-    _write(root / "04_classifier" / "config.json", json.dumps({"data_dir": str(data_dir), "sequence_length": 16}))
-    _write(root / "04_classifier" / "metrics.json", "{}")
+    staging = stage_artifact(root, "04_classifier")
+    classifier.save(staging / "classifier.keras")
+    _write(staging / "vocab.txt", "\n".join(hand_vocabulary) + "\n")
+    _write(staging / "config.json", json.dumps({"data_folder": data_dir.name, "sequence_length": 16}))
+    _write(staging / "metrics.json", "{}")
+    publish_artifact(staging)
     transformer = build_text_model(make_tokenizer(hand_vocabulary, 16), classifier)
     transformer.save(root / "transformer.keras")
     return root

@@ -4,6 +4,7 @@ import io
 import json
 import subprocess
 import sys
+import warnings
 
 import keras
 import numpy as np
@@ -86,3 +87,22 @@ def test_the_command_runs_as_a_process_and_reports_a_missing_model(model_files, 
         capture_output=True, timeout=120,
     )
     assert missing.returncode != 0 and b"not found" in missing.stderr
+
+
+def test_the_savedmodel_names_its_output_probability(model_files):
+    served = tf.saved_model.load(str(model_files / "saved_model"))
+    assert list(served.signatures["serving_default"].structured_outputs) == ["probability"]
+    assert set(served.serve(tf.constant(["the film was good"]))) == {"probability"}
+
+
+def test_a_text_model_on_a_list_input_classifier_calls_without_warnings(hand_vocabulary, tmp_path):
+    # Notebook 04 once saved its classifier as keras.Model(classifier.inputs, ...): a list of one
+    # input, which Keras warned about on every call of the text model built around it.
+    keras.utils.set_random_seed(0)
+    classifier = build_classifier(build_encoder(len(hand_vocabulary), 16, 1, 16, 2, 32, 0.0))
+    listed = keras.Model(classifier.inputs, classifier.outputs)
+    build_text_model(make_tokenizer(hand_vocabulary, 16), listed).save(tmp_path / "sentiment.keras")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        probabilities = load_text_model(tmp_path / "sentiment.keras")(tf.constant(["the film was good", "bad", ""]))
+    assert tuple(probabilities.shape) == (3, 1)
