@@ -114,7 +114,7 @@ def test_pretraining_and_fine_tuning_split_over_every_device_of_the_machine(tiny
         shutil.copytree(tiny_series[0] / name, tmp_path / name)
     monkeypatch.setenv("KERAS_BACKEND", "jax")
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
-    values = {"DISTRIBUTION": "local", "CURVE_BUDGETS": "", "PRETRAIN_EPOCHS": 1, "FINETUNE_EPOCHS": 1, "LABEL_BUDGET": 512}
+    values = {"DISTRIBUTION": "local", "CURVE_BUDGETS": "", "PRETRAIN_EPOCHS": 1, "FINETUNE_EPOCHS": 1, "LABEL_BUDGET": 1024}
     run_series(notebook_paths(only=["03", "04"]), values, tmp_path)
     pretraining = read_json(tmp_path / "03_encoder" / "config.json")
     assert (pretraining["replicas"], pretraining["pretrain_global_batch_size"]) == (2, 2 * pretraining["pretrain_batch_size"])
