@@ -114,7 +114,9 @@ def test_pretraining_and_fine_tuning_split_over_every_device_of_the_machine(tiny
         shutil.copytree(tiny_series[0] / name, tmp_path / name)
     monkeypatch.setenv("KERAS_BACKEND", "jax")
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
-    values = {"DISTRIBUTION": "local", "CURVE_BUDGETS": "", "PRETRAIN_EPOCHS": 1, "FINETUNE_EPOCHS": 1, "LABEL_BUDGET": 1024}
+    # (The control trains as the pretrained model does, in the same scope: left out to save time.)
+    values = {"DISTRIBUTION": "local", "CURVE_BUDGETS": "", "PRETRAIN_EPOCHS": 1, "FINETUNE_EPOCHS": 1, "LABEL_BUDGET": 1024,
+              "FROM_SCRATCH_CONTROL": False}
     run_series(notebook_paths(only=["03", "04"]), values, tmp_path)
     pretraining = read_json(tmp_path / "03_encoder" / "config.json")
     assert (pretraining["replicas"], pretraining["pretrain_global_batch_size"]) == (2, 2 * pretraining["pretrain_batch_size"])
@@ -123,7 +125,7 @@ def test_pretraining_and_fine_tuning_split_over_every_device_of_the_machine(tiny
     fine_tuning = read_json(tmp_path / "04_classifier" / "config.json")
     assert (fine_tuning["replicas"], fine_tuning["finetune_global_batch_size"]) == (2, 2 * fine_tuning["finetune_batch_size"])
     metrics = read_json(tmp_path / "04_classifier" / "metrics.json")
-    assert 0 <= metrics["dev_accuracy"] <= 1 and 0 <= metrics["from_scratch_dev_accuracy"] <= 1
+    assert 0 <= metrics["dev_accuracy"] <= 1 and len(metrics["history"]["val_accuracy"]) == 1
 
 
 def test_a_notebook_without_its_input_artifact_names_the_notebook_to_run_first(tmp_path):
