@@ -123,7 +123,7 @@ def bucket_lengths(sequence_length, shortest=8):
     return lengths + [sequence_length]
 
 
-def classification_dataset(token_ids, labels, batch_size, shuffle_seed=None, bucketed=False):
+def classification_dataset(token_ids, labels, batch_size, shuffle_seed=None, bucketed=False, drop_remainder=False):
     """A `tf.data` pipeline of `(token_ids, label)` batches for fine-tuning or evaluation.
 
     Args:
@@ -135,6 +135,9 @@ def classification_dataset(token_ids, labels, batch_size, shuffle_seed=None, buc
             length (`bucket_lengths`) instead of `sequence_length`. SST-2's training phrases
             average 11 tokens: padded to 64 or 128, most of the compute would go to `[PAD]`.
             A few fixed lengths keep the number of compiled shapes small.
+        drop_remainder: only whole batches (per bucket, when bucketed): a batch split over several
+            devices must divide by them (`nbhelpers.distribution`; JAX refuses one that does
+            not). With `shuffle_seed`, each pass leaves out other examples.
     """
     token_ids = np.asarray(token_ids, "int32")
     labels = np.asarray(labels, "float32")
@@ -142,7 +145,7 @@ def classification_dataset(token_ids, labels, batch_size, shuffle_seed=None, buc
         dataset = tf.data.Dataset.from_tensor_slices((token_ids, labels))
         if shuffle_seed is not None:
             dataset = dataset.shuffle(len(token_ids), seed=shuffle_seed)
-        return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
     buckets = bucket_lengths(token_ids.shape[1])
     # Right-padded ids: the real length runs to the last non-[PAD] token.
     real_lengths = np.max(np.where(token_ids != 0, np.arange(1, token_ids.shape[1] + 1), 0), axis=1)
@@ -156,9 +159,10 @@ def classification_dataset(token_ids, labels, batch_size, shuffle_seed=None, buc
         bucket_boundaries=[n + 1 for n in buckets],
         bucket_batch_sizes=[batch_size] * (len(buckets) + 1),
         pad_to_bucket_boundary=True,
+        drop_remainder=drop_remainder,
     )
     # Tell Keras how many batches an epoch has (bucketing hides it), so it does not warn.
     per_bucket = np.bincount(np.searchsorted(buckets, real_lengths), minlength=len(buckets))
-    batches = int(np.sum(-(-per_bucket // batch_size)))
+    batches = int(np.sum(per_bucket // batch_size if drop_remainder else -(-per_bucket // batch_size)))
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -182,7 +182,7 @@ else:
     devices = len(jax.devices())
 keras.utils.set_random_seed(0)
 ids = token_ids(64, 16, seed=0, vocabulary=40)
-with data_parallel("auto") as replicas:
+with data_parallel("local") as replicas:
     encoder, model = tiny_model(predictions=4, seed=1)
     model.compile(optimizer="adam")  # jit_compile="auto": XLA on both backends
     history = model.fit(ids, batch_size=16, epochs=1, verbose=0).history
@@ -211,6 +211,111 @@ def test_data_parallel_on_tensorflow_mirrors_over_two_logical_cpus(run_script):
     assert np.isfinite(result["loss"]).all()
 
 
+# One training step of notebook 03's MLM model and of notebook 04's classifier (their compile
+# settings), split over two devices and on one device with the same global batch.
+ONE_STEP = """
+import json, sys
+import numpy as np
+import keras
+from nbhelpers.distribution import data_parallel, global_batch_size
+from nbhelpers.metrics import MaskedTokenAccuracy
+from nbhelpers.models import build_classifier, build_encoder, build_pretraining_model
+from nbhelpers.training import compile_classifier, use_xla
+
+if keras.backend.backend() == "tensorflow":
+    import tensorflow as tf
+
+    # Two logical CPUs stand in for two GPUs (before TensorFlow starts its runtime).
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+PER_DEVICE, VOCABULARY, LENGTH, PREDICTIONS = 8, 50, 16, 4
+rng = np.random.default_rng(0)
+
+
+def one_step(kind, model_kind):
+    # The weights after one step with PER_DEVICE examples per replica, the replicas, the steps
+    # taken and how far the step moved the weights.
+    with data_parallel(kind) as replicas:
+        batch = global_batch_size(PER_DEVICE, replicas)
+        keras.utils.set_random_seed(0)
+        encoder = build_encoder(VOCABULARY, LENGTH, num_layers=1, model_dim=16, num_heads=2, intermediate_dim=32, dropout=0.0)
+        if model_kind == "pretrainer":  # notebook 03's model and compile
+            model = build_pretraining_model(encoder, PREDICTIONS)
+            before = [np.array(w) for w in model.get_weights()]
+            model.compile(loss="sparse_categorical_crossentropy", optimizer=keras.optimizers.AdamW(1e-2),
+                          weighted_metrics=[MaskedTokenAccuracy(name="sparse_categorical_accuracy")], jit_compile=use_xla())
+            x = {"token_ids": ids[:batch], "mask_positions": positions[:batch]}
+            model.fit(x, targets[:batch], sample_weight=weights[:batch], batch_size=batch, epochs=1, verbose=0)
+        else:  # notebook 04's
+            model = compile_classifier(build_classifier(encoder), 1e-2)
+            before = [np.array(w) for w in model.get_weights()]
+            model.fit(ids[:batch], labels[:batch], batch_size=batch, epochs=1, verbose=0)
+        after = [np.asarray(w) for w in model.get_weights()]
+        return after, replicas, int(keras.ops.convert_to_numpy(model.optimizer.iterations)), max(float(np.abs(a - b).max()) for a, b in zip(before, after))
+
+
+ids = rng.integers(5, VOCABULARY, size=(16, LENGTH)).astype("int32")
+ids[:, 12:] = 0  # padding
+positions = np.sort(rng.permuted(np.tile(np.arange(1, 12), (16, 1)), axis=1)[:, :PREDICTIONS], axis=1).astype("int32")
+targets = rng.integers(5, VOCABULARY, size=(16, PREDICTIONS)).astype("int32")
+weights = (rng.random((16, PREDICTIONS)) < 0.8).astype("float32")
+labels = rng.integers(0, 2, size=16).astype("float32")
+result = {"backend": keras.backend.backend()}
+for model_kind in ("pretrainer", "classifier"):
+    split, replicas, steps, _ = one_step("local", model_kind)
+    # One device with the same global batch: twice the per-device batch.
+    PER_DEVICE *= replicas
+    alone, _, _, changed = one_step("none", model_kind)
+    PER_DEVICE //= replicas
+    result[model_kind] = {"replicas": replicas, "steps": steps,
+                          "difference": max(float(np.abs(a - b).max()) for a, b in zip(split, alone)),
+                          "changed": changed}
+print(json.dumps(result))
+"""
+
+
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+def test_a_step_on_every_local_device_matches_one_device_with_the_same_global_batch(backend, run_under_backend):
+    result = run_under_backend(ONE_STEP, backend, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    assert result["backend"] == backend
+    for model in ("pretrainer", "classifier"):
+        step = result[model]
+        assert step["replicas"] == 2 and step["steps"] == 1, (model, step)
+        # The step moved weights by about the learning rate; the two ways agree to float rounding.
+        assert step["changed"] > 1e-3 and step["difference"] < 2e-5, (model, step)
+
+
+def test_local_on_one_device_warns_in_one_line_and_trains_there(capsys):
+    import keras
+
+    from nbhelpers.distribution import data_parallel
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        devices = len(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU"))
+    else:
+        import jax
+
+        devices = jax.device_count()
+    if devices > 1:
+        pytest.skip(f"this process sees {devices} devices")
+    with data_parallel("local") as replicas:
+        assert replicas == 1
+    warning = capsys.readouterr().err
+    assert warning.startswith("Warning: DISTRIBUTION = 'local' found one device on this machine (")
+    assert warning.endswith("training on it alone.\n") and warning.count("\n") == 1
+
+
+def test_the_global_batch_is_the_per_device_batch_on_every_replica():
+    from nbhelpers.distribution import global_batch_size
+
+    assert global_batch_size(64, 8) == 512 and global_batch_size(32, 1) == 32
+    with pytest.raises(ValueError, match="A batch of 0 on 2 replicas: both must be at least 1"):
+        global_batch_size(0, 2)
+
+
 def test_data_parallel_none_changes_nothing_and_unknown_kinds_are_refused():
     import keras
 
@@ -222,7 +327,7 @@ def test_data_parallel_none_changes_nothing_and_unknown_kinds_are_refused():
             import tensorflow as tf
 
             assert not tf.distribute.has_strategy()
-    with pytest.raises(ValueError, match=r"Unknown data-parallel kind 'mirror': choose one of \['auto', 'none'\]"):
+    with pytest.raises(ValueError, match=r"Unknown data-parallel kind 'mirror': choose one of \['none', 'local'\]"):
         data_parallel("mirror")
 
 

@@ -108,6 +108,27 @@ def test_pretraining_and_fine_tuning_run_on_jax_and_the_export_on_tensorflow(tin
     assert all(export["same_labels_as_classifier"].values()) and export["max_difference_vs_classifier"] <= 1e-3
 
 
+def test_pretraining_and_fine_tuning_split_over_every_device_of_the_machine(tiny_series, tmp_path, monkeypatch):
+    # DISTRIBUTION local on two virtual CPU devices (JAX: keras.distribution.DataParallel); the batch
+    # sizes are per device, so every step takes twice as many examples as the tiny profile's.
+    for name in ("01_baseline", "02_mlm_data"):
+        shutil.copytree(tiny_series[0] / name, tmp_path / name)
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+    # (The control trains as the pretrained model does, in the same scope: left out to save time.)
+    values = {"DISTRIBUTION": "local", "CURVE_BUDGETS": "", "PRETRAIN_EPOCHS": 1, "FINETUNE_EPOCHS": 1, "LABEL_BUDGET": 1024,
+              "FROM_SCRATCH_CONTROL": False}
+    run_series(notebook_paths(only=["03", "04"]), values, tmp_path)
+    pretraining = read_json(tmp_path / "03_encoder" / "config.json")
+    assert (pretraining["replicas"], pretraining["pretrain_global_batch_size"]) == (2, 2 * pretraining["pretrain_batch_size"])
+    steps = read_json(tmp_path / "03_encoder" / "metrics.json")["optimizer_steps"]
+    assert steps == pretraining["train_sequences"] // pretraining["pretrain_global_batch_size"]
+    fine_tuning = read_json(tmp_path / "04_classifier" / "config.json")
+    assert (fine_tuning["replicas"], fine_tuning["finetune_global_batch_size"]) == (2, 2 * fine_tuning["finetune_batch_size"])
+    metrics = read_json(tmp_path / "04_classifier" / "metrics.json")
+    assert 0 <= metrics["dev_accuracy"] <= 1 and len(metrics["history"]["val_accuracy"]) == 1
+
+
 def test_a_notebook_without_its_input_artifact_names_the_notebook_to_run_first(tmp_path):
     with pytest.raises(papermill.PapermillExecutionError, match="Run notebooks/02_mlm_preprocessing.ipynb first"):
         run_series(notebook_paths(only=["03"]), {}, tmp_path)

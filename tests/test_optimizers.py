@@ -210,7 +210,7 @@ from nbhelpers.distribution import data_parallel
 from nbhelpers.optimizers import FusedAdamW
 
 lazy = sys.argv[1] == "lazy"
-with data_parallel("auto") as replicas:
+with data_parallel("local") as replicas:
     mirrored = trained_weights(FusedAdamW(1e-2, lazy_sparse_updates=lazy))
 one_device = trained_weights(FusedAdamW(1e-2, lazy_sparse_updates=True) if lazy else DenseGradientAdamW(1e-2))
 print(json.dumps({"replicas": replicas,

@@ -113,3 +113,19 @@ def test_repeated_epochs_are_whole_passes_each_reshuffled():
     assert sorted(first_pass) == sorted(second_pass) == list(range(100)) and first_pass != second_pass
     with pytest.raises(ValueError, match="length is unknown"):
         repeated_epochs(dataset.filter(lambda ids, label: True))
+
+
+@pytest.mark.parametrize("bucketed", [True, False])
+def test_whole_batches_only_for_devices_that_split_them(bucketed):
+    rng = np.random.default_rng(0)
+    ids = np.zeros((300, 64), "int32")
+    for row, n in enumerate(rng.integers(1, 65, size=300)):
+        ids[row, :n] = rng.integers(5, 50, size=n)
+    dataset = classification_dataset(ids, np.arange(300) % 2, 16, shuffle_seed=1, bucketed=bucketed, drop_remainder=True)
+    sizes = [len(batch_labels) for _, batch_labels in dataset]
+    assert int(dataset.cardinality()) == len(sizes) > 0 and set(sizes) == {16}
+    # Only the remainders are left out: fewer than a batch per bucket.
+    from nbhelpers.tokenization import bucket_lengths
+
+    buckets = len(bucket_lengths(64)) if bucketed else 1
+    assert 300 - 16 * buckets < sum(sizes) <= 300
