@@ -56,10 +56,19 @@ def test_the_series_runs_in_order_with_the_tiny_profile(tiny_series):
     curve = classifier["label_budget_curve"]
     assert set(curve["accuracy"]) == set(classifier["dev_accuracies"])
     for arm, per_budget in curve["accuracy"].items():
-        assert set(per_budget) == {"100"} and len(per_budget["100"]) == 1, arm
-        assert all(0 <= a <= 1 for a in per_budget["100"]) and all(e >= 1 for e in curve["best_epoch"][arm]["100"])
-        assert all(0 <= a <= 1 for a in curve["validation_accuracy"][arm]["100"])
-    assert set(curve["gain_over_better_control"]) == {"100"}
+        assert set(per_budget) == {"300"} and len(per_budget["300"]) == 1, arm
+        assert all(0 <= a <= 1 for a in per_budget["300"]) and all(e >= 1 for e in curve["best_epoch"][arm]["300"])
+        assert all(0 <= a <= 1 for a in curve["validation_accuracy"][arm]["300"])
+    assert set(curve["gain_over_better_control"]) == {"300"}
+    # The lesson the tiny profile exists to teach (issue 29): where labels are few, the pretrained
+    # encoder beats both controls, and with all labels it is not below either.
+    # docs/results/tiny-lesson.md measured the gain at 300 labels over 5 data and training seeds at
+    # GAIN_MEASURED; the margin asserted here is well inside that.
+    accuracy = {arm: per_budget["300"][0] for arm, per_budget in curve["accuracy"].items()}
+    better_control = max(accuracy["bag of words"], accuracy["transformer, no pretraining"])
+    assert accuracy["transformer, pretrained"] - better_control >= SMALL_BUDGET_MARGIN, accuracy
+    all_labels = classifier["dev_accuracies"]
+    assert all_labels["transformer, pretrained"] >= max(all_labels["bag of words"], all_labels["transformer, no pretraining"]), all_labels
     assert read_json(tmp_path / "04_classifier" / "config.json")["curve_prompt"] == "the film is [MASK] ."
     assert "prompted: " in executed[3].read_text() and "the film is [MASK] ." in executed[3].read_text()
     # The exported models (in memory, .keras reloaded, SavedModel reloaded) agree with the
