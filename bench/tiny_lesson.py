@@ -66,10 +66,15 @@ def table(runs):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, help=f"seed pairs to run (at most {len(SEED_PAIRS)})")
-    parser.add_argument("--out", type=Path, default=None, help="write every run's numbers here (JSON)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="write every run's numbers here (JSON); runs already there are not repeated")
     args = parser.parse_args()
-    runs = []
+    # Runs already in --out are kept (the measurement resumes after an interruption).
+    runs = json.loads(args.out.read_text()) if args.out and args.out.is_file() else []
+    done = {(run["data_seed"], run["seed"]) for run in runs}
     for data_seed, seed in SEED_PAIRS[: args.runs]:
+        if (data_seed, seed) in done:
+            continue
         with tempfile.TemporaryDirectory() as folder:
             runs.append(run_once(Path(folder), data_seed, seed))
         print(json.dumps(runs[-1]), flush=True)
