@@ -100,6 +100,25 @@ def test_synthetic_data_is_seeded_and_reads_through_the_real_loaders(tmp_path):
     assert vocabulary[:5] == synthetic.SPECIAL_TOKENS
 
 
+def test_most_sentiment_words_are_never_labelled_and_every_one_is_in_the_corpus(tmp_path):
+    # The property that makes the tiny profile's lesson work, on the data learners get (default
+    # seed and sizes): the labelled training sentences show only a few sentiment words, the dev
+    # sentences use the others too, and the unlabelled corpus uses each of them often enough to
+    # learn it from, as a whole token of the vocabulary.
+    synthetic.write_synthetic_data(tmp_path / "data", seed=synthetic.DEFAULT_SEED)
+    coverage = synthetic.lexicon_coverage(tmp_path / "data")
+    lexicon = synthetic.POSITIVE + synthetic.NEGATIVE
+    negative, positive = synthetic.labelled_lexicon()
+    assert sorted(coverage["labelled"]) == sorted(negative + positive)
+    assert len(coverage["unlabelled"]) / len(lexicon) >= 0.8
+    assert min(coverage["corpus_counts"][word] for word in coverage["unlabelled"]) >= 50
+    dev_words = {w for s in load_sst2(tmp_path / "data", "dev")[0] for w in s.lower().split()}
+    assert len(dev_words & set(coverage["unlabelled"])) >= 0.9 * len(coverage["unlabelled"])
+    vocabulary = set(load_vocabulary(find_vocabulary(tmp_path / "data")))
+    assert not [word for word in lexicon if word not in vocabulary]
+    assert synthetic.lexicon_coverage(tmp_path / "data" / "sst2") is None  # not a synthetic data folder
+
+
 def test_the_default_data_dir_is_generated_once(tmp_path, monkeypatch):
     calls = []
     real = synthetic.write_synthetic_data

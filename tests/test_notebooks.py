@@ -57,10 +57,21 @@ def test_the_series_runs_in_order_with_the_tiny_profile(tiny_series):
     curve = classifier["label_budget_curve"]
     assert set(curve["accuracy"]) == set(classifier["dev_accuracies"])
     for arm, per_budget in curve["accuracy"].items():
-        assert set(per_budget) == {"100"} and len(per_budget["100"]) == 1, arm
-        assert all(0 <= a <= 1 for a in per_budget["100"]) and all(e >= 1 for e in curve["best_epoch"][arm]["100"])
-        assert all(0 <= a <= 1 for a in curve["validation_accuracy"][arm]["100"])
-    assert set(curve["gain_over_better_control"]) == {"100"}
+        assert set(per_budget) == {"300"} and len(per_budget["300"]) == 1, arm
+        assert all(0 <= a <= 1 for a in per_budget["300"]) and all(e >= 1 for e in curve["best_epoch"][arm]["300"])
+        assert all(0 <= a <= 1 for a in curve["validation_accuracy"][arm]["300"])
+    assert set(curve["gain_over_better_control"]) == {"300"}
+    # The lesson the tiny profile exists to teach (issue 29): the pretrained encoder against the
+    # better of the two controls. docs/results/tiny-lesson.md measured, over 5 data and training
+    # seeds: with all 8,000 labels a gain of +0.191 +- 0.090 (every run at least +0.097), so at
+    # least +0.03 is asserted; at 300 labels +0.073 +- 0.091 (the worst run -0.021; this default
+    # seed pair +0.157): too wide a spread to assert a gain, so only "not clearly below" (-0.05).
+    accuracy = {arm: per_budget["300"][0] for arm, per_budget in curve["accuracy"].items()}
+    better_control = max(accuracy["bag of words"], accuracy["transformer, no pretraining"])
+    assert accuracy["transformer, pretrained"] - better_control >= -0.05, accuracy
+    all_labels = classifier["dev_accuracies"]
+    better_control = max(all_labels["bag of words"], all_labels["transformer, no pretraining"])
+    assert all_labels["transformer, pretrained"] - better_control >= 0.03, all_labels
     assert read_json(tmp_path / "04_classifier" / "config.json")["curve_prompt"] == "the film is [MASK] ."
     assert "prompted: " in executed[3].read_text() and "the film is [MASK] ." in executed[3].read_text()
     # The exported models (in memory, .keras reloaded, SavedModel reloaded) agree with the
