@@ -120,6 +120,15 @@ def _require_file(path, what, acquire_name=None):
     return path
 
 
+def _labelled_row(fields, path, line_number, shown):
+    """One `sentence<TAB>label` row's fields as `(sentence, label)`; else an error naming file and line."""
+    if len(fields) != 2 or fields[1].strip() not in ("0", "1"):
+        raise DataFormatError(
+            f"{path}, line {line_number}: expected 'sentence<TAB>label' with label 0 or 1, got {shown!r}."
+        )
+    return fields[0], int(fields[1])
+
+
 def load_sst2(data_dir, split):
     """Read a GLUE SST-2 split (`sst2/train.tsv` or `sst2/dev.tsv`).
 
@@ -146,13 +155,9 @@ def load_sst2(data_dir, split):
                 f"{path}, line 1: expected the header 'sentence<TAB>label', got {header!r}."
             )
         for line_number, row in enumerate(rows, start=2):
-            if len(row) != 2 or row[1].strip() not in ("0", "1"):
-                raise DataFormatError(
-                    f"{path}, line {line_number}: expected 'sentence<TAB>label' with label 0 or 1, "
-                    f"got {row!r}."
-                )
-            sentences.append(row[0])
-            labels.append(int(row[1]))
+            sentence, label = _labelled_row(row, path, line_number, shown=row)
+            sentences.append(sentence)
+            labels.append(label)
     if not sentences:
         raise DataFormatError(f"{path}: no rows after the header.")
     return sentences, labels
@@ -543,12 +548,9 @@ def load_labelled_tsv(path):
         fields = line.split("\t")
         if not line.strip() or (line_number == 1 and fields == ["sentence", "label"]):
             continue
-        if len(fields) != 2 or fields[1].strip() not in ("0", "1"):
-            raise DataFormatError(
-                f"{path}, line {line_number}: expected 'sentence<TAB>label' with label 0 or 1, got {line[:200]!r}."
-            )
-        sentences.append(fields[0])
-        labels.append(int(fields[1]))
+        sentence, label = _labelled_row(fields, path, line_number, shown=line[:200])
+        sentences.append(sentence)
+        labels.append(label)
     if not sentences:
         raise DataFormatError(f"{path}: no 'sentence<TAB>label' line.")
     return sentences, labels
