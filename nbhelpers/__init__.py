@@ -6,6 +6,8 @@ Where things live:
 - `nbhelpers.synthetic`: the seeded, offline default data written in those same formats.
 - `nbhelpers.acquire`: downloads with checksums and mirrors (`python -m nbhelpers.acquire`).
 - `nbhelpers.tokenization`: the WordPiece tokenizer, vocabularies, packing and length bucketing.
+- `nbhelpers.batches`: the training notebooks' batches from token arrays: `tf.data` where TensorFlow is
+  installed, NumPy where it is not (notebooks 03 and 04 under `KERAS_BACKEND=jax`).
 - `nbhelpers.masking`: seeded dynamic MLM masking inside `tf.data`.
 - `nbhelpers.accelerator_masking`: the same masking inside the compiled step, on any backend.
 - `nbhelpers.replaced_token_detection`: ELECTRA's pretraining objective (a generator and a detector).
@@ -35,14 +37,66 @@ import os
 import sys
 import warnings
 
-# TensorFlow runs the text preprocessing; keep its C++ start-up chatter out of notebooks.
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# TensorFlow runs the text preprocessing; keep its C++ start-up chatter out of notebooks. Where it
+# is not installed (a JAX-only TPU VM or GPU image), JAX is the backend that notebooks 03-04 use.
+os.environ.setdefault("KERAS_BACKEND", "tensorflow" if importlib.util.find_spec("tensorflow") else "jax")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # tqdm's notebook bars need ipywidgets (the `lab` extra); without it a library's `tqdm.auto`
 # falls back to text bars, which is fine, and need not say so in every notebook.
 warnings.filterwarnings("ignore", message="IProgress not found", module="tqdm")
 
 __version__ = "0.1.0"
+
+# What `require_tensorflow` says where TensorFlow is missing.
+TENSORFLOW_NEEDED = ("Notebook {notebook} needs TensorFlow (pip install tensorflow tensorflow-text); "
+                     "notebooks 03 and 04 run without it under KERAS_BACKEND=jax.")
+
+
+class TensorFlowMissing(ImportError):
+    """A notebook that needs TensorFlow runs where it cannot be imported (the message says which run without it)."""
+
+
+def tensorflow_available():
+    """Whether TensorFlow and tensorflow-text import here (once per process; it imports them where they do).
+
+    Notebooks 03 and 04 read their batches through `tf.data` where they do, and through NumPy
+    where they do not (`nbhelpers.batches`), so they run on a JAX-only machine.
+
+    Example:
+
+    >>> tensorflow_available()
+    True
+    """
+    global _TENSORFLOW_AVAILABLE
+    if _TENSORFLOW_AVAILABLE is None:
+        try:
+            import tensorflow  # noqa: F401
+            import tensorflow_text  # noqa: F401
+        except ImportError:
+            _TENSORFLOW_AVAILABLE = False
+        else:
+            _TENSORFLOW_AVAILABLE = True
+    return _TENSORFLOW_AVAILABLE
+
+
+_TENSORFLOW_AVAILABLE = None
+
+
+def require_tensorflow(notebook):
+    """Stop a notebook that needs TensorFlow with one line where TensorFlow is missing.
+
+    Args:
+        notebook: the notebook's number, as "02".
+
+    Raises:
+        TensorFlowMissing: TensorFlow or tensorflow-text does not import.
+
+    Example:
+
+    >>> require_tensorflow("02")  # nothing happens where TensorFlow is installed
+    """
+    if not tensorflow_available():
+        raise TensorFlowMissing(TENSORFLOW_NEEDED.format(notebook=notebook)) from None
 
 
 class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):

@@ -40,8 +40,10 @@ class SelfMaskingMLM(keras.Model):
 
     The random numbers come from a `keras.random.SeedGenerator` kept in the model's state, so a
     run with the same `seed` repeats, and every step (and epoch) draws new masks. Evaluation
-    masks too, from the same generator. Compile with an optimizer only: the loss and metric are
-    built in. Losses added with `add_loss` are not counted (our encoder has none).
+    masks too, from the same generator. The loss and metric are built in: compile with an optimizer
+    alone, or as the pretraining model is compiled on `tf.data`'s masked batches
+    (`loss="sparse_categorical_crossentropy"`, `weighted_metrics`). Losses added with `add_loss` are not counted
+    (our encoder has none).
 
     Saving: the encoder inside is what is worth keeping; save it on its own with
     `encoder.save("encoder.keras")` (this wrapper has no config, and the pretraining model's tied
@@ -99,7 +101,8 @@ class SelfMaskingMLM(keras.Model):
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.from_logits = bool(from_logits)
         self.mlm_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=self.from_logits)
-        self.mlm_accuracy = keras.metrics.SparseCategoricalAccuracy(name="sparse_categorical_accuracy")
+        # Kept out of Keras's tracking (see `metrics`): `compile(weighted_metrics=...)` replaces them.
+        self._chosen = _Metrics([keras.metrics.SparseCategoricalAccuracy(name="sparse_categorical_accuracy")])
 
     def mask(self, token_ids):
         """Mask a `(batch, length)` int batch, drawing from (and advancing) the seed generator.
@@ -179,8 +182,44 @@ class SelfMaskingMLM(keras.Model):
         # The labels are made in `call`, so `y` and `sample_weight` from `fit` are unused.
         return self.mlm_loss(y_pred["mask_ids"], y_pred["predictions"], sample_weight=y_pred["mask_weights"])
 
+    def compile(self, optimizer="rmsprop", loss=None, weighted_metrics=None, **kwargs):
+        """Keras's `compile`, called as for the inner pretraining model on `tf.data`'s masked batches.
+
+        Args:
+            optimizer: as Keras's.
+            loss: `None` or `"sparse_categorical_crossentropy"`: the loss is built in (over the
+                chosen tokens, weighted by the mask weights; from logits if `from_logits`).
+            weighted_metrics: Keras metrics (instances) over the chosen tokens, each updated with
+                their original ids, the predictions and the mask weights; they replace the
+                default `sparse_categorical_accuracy`.
+            **kwargs: passed on (`jit_compile`, `steps_per_execution`, ...); not `metrics`.
+        """
+        if loss not in (None, "sparse_categorical_crossentropy"):
+            raise ValueError(f"SelfMaskingMLM's loss is built in (the sparse categorical cross-entropy of the chosen "
+                             f"tokens): compile without loss={loss!r}.")
+        if kwargs.pop("metrics", None) is not None:
+            raise ValueError("SelfMaskingMLM weighs its metrics by the mask weights: pass them as weighted_metrics.")
+        if weighted_metrics is not None:
+            if not all(isinstance(metric, keras.metrics.Metric) for metric in weighted_metrics):
+                raise ValueError(f"weighted_metrics={weighted_metrics!r}: give Keras metric objects, "
+                                 "e.g. keras.metrics.SparseCategoricalAccuracy().")
+            self._chosen = _Metrics(list(weighted_metrics))
+        super().compile(optimizer=optimizer, **kwargs)
+
+    @property
+    def metrics(self):
+        # The chosen tokens' metrics after Keras's own (the loss): the trainers take their
+        # variables from here, on every backend.
+        return [*super().metrics, *self._chosen.metrics]
+
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        self.mlm_accuracy.update_state(
-            y_pred["mask_ids"], y_pred["predictions"], sample_weight=y_pred["mask_weights"]
-        )
+        for metric in self._chosen.metrics:
+            metric.update_state(y_pred["mask_ids"], y_pred["predictions"], sample_weight=y_pred["mask_weights"])
         return self.get_metrics_result()
+
+
+class _Metrics:
+    """A list of metrics that Keras's attribute tracking does not look into (it would keep replaced ones)."""
+
+    def __init__(self, metrics):
+        self.metrics = metrics

@@ -11,11 +11,16 @@ Example:
 
 import keras
 import numpy as np
-import tensorflow as tf
+
+# TensorFlow is imported by the functions that use it: without it (notebook 04 on a JAX-only machine)
+# the multi-hot vectors come from NumPy (`multi_hot_columns`, `multi_hot`), from words that notebook 02
+# split with TensorFlow (`sentence_words`).
 
 
 def make_multi_hot_vectorizer(train_sentences, max_tokens=4000):
     """A `TextVectorization` layer adapted on the training sentences, giving multi-hot vectors."""
+    import tensorflow as tf
+
     vectorizer = keras.layers.TextVectorization(max_tokens=max_tokens, output_mode="multi_hot")
     vectorizer.adapt(tf.constant(list(train_sentences)))
     return vectorizer
@@ -23,11 +28,86 @@ def make_multi_hot_vectorizer(train_sentences, max_tokens=4000):
 
 def multi_hot_dataset(vectorizer, sentences, labels, batch_size, shuffle_seed=None):
     """A `tf.data` pipeline of `(multi_hot, label)` batches; shuffled each epoch if a seed is given."""
+    import tensorflow as tf
+
     dataset = tf.data.Dataset.from_tensor_slices((list(sentences), np.asarray(labels, "float32")))
     if shuffle_seed is not None:
         dataset = dataset.shuffle(len(sentences), seed=shuffle_seed)
     dataset = dataset.batch(batch_size).map(lambda text, label: (vectorizer(text), label))
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def sentence_words(sentences):
+    """Each sentence's words as `TextVectorization` sees them (lowercased, punctuation stripped, split on
+    whitespace), as ids into one word list: what `multi_hot_columns` and `multi_hot` need, without TensorFlow.
+
+    Args:
+        sentences: a list of str (e.g. SST-2's training and dev sentences together).
+
+    Returns:
+        `(words, word_ids, counts)`: the word list (`numpy` str array), every sentence's word ids end
+        to end (`int32`) and how many each sentence has (`int32`, one per sentence).
+
+    Example:
+
+    >>> words, ids, counts = sentence_words(["A film!", "the FILM"])
+    >>> [" ".join(words[ids[sum(counts[:i]):sum(counts[:i + 1])]]) for i in range(2)]
+    ['a film', 'the film']
+    """
+    import tensorflow as tf
+
+    # TextVectorization's own standardization and split: the same words as the baseline's vectorizer.
+    splitter = keras.layers.TextVectorization(output_mode="int", ragged=True)
+    splitter.adapt(tf.constant(list(sentences)))
+    ids = splitter(tf.constant(list(sentences)))
+    words = np.array(splitter.get_vocabulary()[2:])  # after "" (padding) and "[UNK]": every word is known here
+    return words, (ids.flat_values.numpy() - 2).astype("int32"), ids.row_lengths().numpy().astype("int32")
+
+
+def split_rows(word_ids, counts):
+    """`sentence_words`'s ids end to end -> one array of word ids per sentence."""
+    return np.split(np.asarray(word_ids), np.cumsum(counts)[:-1]) if len(counts) else []
+
+
+def multi_hot_columns(word_rows, words, max_tokens=4000):
+    """Which multi-hot column each word gets, as `make_multi_hot_vectorizer` adapted on these sentences.
+
+    `TextVectorization` keeps the `max_tokens - 1` most frequent words (ties broken by the word,
+    the later in byte order first, as Keras's `IndexLookup` sorts), after column 0, which counts
+    every other word (out of vocabulary).
+
+    Args:
+        word_rows: the training sentences, one array of word ids each (`split_rows`).
+        words: the word list the ids index (`sentence_words`).
+        max_tokens: the vectorizer's `max_tokens`.
+
+    Returns:
+        `(columns, size)`: each word id's column (0 for a word left out) and the vectors' length
+        (the vectorizer's `vocabulary_size()`).
+
+    Example:
+
+    >>> columns, size = multi_hot_columns([np.array([0, 1, 1]), np.array([2])], ["a", "film", "the"], max_tokens=3)
+    >>> columns.tolist(), size
+    ([0, 1, 2], 3)
+    """
+    counts = np.bincount(np.concatenate([np.asarray(r, "int64") for r in word_rows] + [np.zeros(0, "int64")]),
+                         minlength=len(words))
+    present = np.flatnonzero(counts)
+    encoded = np.array([str(words[i]).encode("utf-8") for i in present], dtype=object)
+    # np.lexsort sorts by its last key first: by count, ties by the word (its UTF-8 bytes); reversed.
+    kept = present[np.lexsort((encoded, counts[present]))[::-1]][: max_tokens - 1]
+    columns = np.zeros(len(words), "int32")
+    columns[kept] = np.arange(1, len(kept) + 1)
+    return columns, len(kept) + 1
+
+
+def multi_hot(word_rows, columns, size):
+    """Multi-hot `float32` vectors `(len(word_rows), size)`: 1 in the column of every word a sentence holds."""
+    vectors = np.zeros((len(word_rows), size), "float32")
+    for row, ids in enumerate(word_rows):
+        vectors[row, columns[np.asarray(ids, "int64")]] = 1.0
+    return vectors
 
 
 def build_baseline_model(vocabulary_size):

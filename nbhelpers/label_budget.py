@@ -23,15 +23,18 @@ Example:
 """
 
 import dataclasses
+import functools
 import math
 import time
 
 import keras
 import numpy as np
 
-from nbhelpers.baseline import build_baseline_model, make_multi_hot_vectorizer, multi_hot_dataset
+from nbhelpers.baseline import (
+    build_baseline_model, make_multi_hot_vectorizer, multi_hot, multi_hot_columns, multi_hot_dataset,
+)
+from nbhelpers.batches import NumpyBatches, classification_batches, in_order
 from nbhelpers.data import sample_labelled
-from nbhelpers.tokenization import classification_dataset
 from nbhelpers.training import TrainingProgress, binary_accuracy, compile_classifier, repeated_epochs, set_seed
 
 # The arms, in the order tables and plots show them (the names notebook 04 uses throughout).
@@ -41,12 +44,17 @@ VALIDATION_SHARE = 0.2
 
 @dataclasses.dataclass(frozen=True)
 class LabelledSplits:
-    """SST-2's labelled training pool and its dev set, as sentences and labels."""
+    """SST-2's labelled training pool and its dev set, as sentences and labels.
+
+    Without TensorFlow (`nbhelpers.batches.labelled_sst2`), each "sentence" is the array of its
+    word ids into `words`, and the bag of words makes its multi-hot vectors in NumPy.
+    """
 
     train_sentences: list
     train_labels: list
     dev_sentences: list
     dev_labels: list
+    words: object = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +85,7 @@ class CurveSettings:
             so that 250 labels get as many updates as 4,000, not 16 times fewer.
         max_epochs: and at most this many epochs.
         patience: stop after this many epochs without a better validation accuracy.
-        bucketed: length-bucketed batches for the transformers (`classification_dataset`).
+        bucketed: length-bucketed batches for the transformers (`nbhelpers.batches.classification_batches`).
     """
 
     batch_size: int
@@ -135,18 +143,27 @@ def fine_tune_bag_of_words(labelled, train, validation, seed, settings):
     set_seed(seed)
     sentences = [labelled.train_sentences[i] for i in train]
     labels = [labelled.train_labels[i] for i in train]
-    vectorizer = make_multi_hot_vectorizer(sentences, settings.baseline_max_tokens)
-    model = build_baseline_model(vectorizer.vocabulary_size())
+    if labelled.words is None:  # TextVectorization in tf.data
+        vectorizer = make_multi_hot_vectorizer(sentences, settings.baseline_max_tokens)
+        size = vectorizer.vocabulary_size()
+
+        def dataset(rows, labels, shuffle_seed=None):
+            return multi_hot_dataset(vectorizer, rows, labels, settings.batch_size, shuffle_seed=shuffle_seed)
+    else:  # the same vectors from NumPy, from the words notebook 02 split
+        columns, size = multi_hot_columns(sentences, labelled.words, settings.baseline_max_tokens)
+
+        def dataset(rows, labels, shuffle_seed=None):
+            vectors = (multi_hot(rows, columns, size), np.asarray(labels, "float32"))
+            return NumpyBatches(vectors, functools.partial(in_order, settings.batch_size, False, size), shuffle_seed)
+    model = build_baseline_model(size)
     model.compile(loss="binary_crossentropy", optimizer="adam", metrics=["accuracy"])
-    train_ds = multi_hot_dataset(vectorizer, sentences, labels, settings.batch_size, shuffle_seed=seed)
-    validation_ds = multi_hot_dataset(
-        vectorizer, [labelled.train_sentences[i] for i in validation],
-        [labelled.train_labels[i] for i in validation], settings.batch_size,
-    )
+    train_ds = dataset(sentences, labels, shuffle_seed=seed)
+    validation_ds = dataset([labelled.train_sentences[i] for i in validation],
+                            [labelled.train_labels[i] for i in validation])
     best_epoch, validation_accuracy = _fit_best_on_validation(
         model, train_ds, validation_ds, epochs_for(len(train), settings), settings.patience
     )
-    dev_ds = multi_hot_dataset(vectorizer, labelled.dev_sentences, labelled.dev_labels, settings.batch_size)
+    dev_ds = dataset(labelled.dev_sentences, labelled.dev_labels)
     return binary_accuracy(model, dev_ds), best_epoch, validation_accuracy
 
 
@@ -159,7 +176,7 @@ def fine_tune_transformer(arm, labelled, train, validation, seed, settings):
     labels = np.asarray(labelled.train_labels)
 
     def dataset(indices, shuffle_seed=None):
-        return classification_dataset(
+        return classification_batches(
             arm.train_tokens[indices], labels[indices], settings.batch_size,
             shuffle_seed=shuffle_seed, bucketed=settings.bucketed,
         )
@@ -167,7 +184,7 @@ def fine_tune_transformer(arm, labelled, train, validation, seed, settings):
     best_epoch, validation_accuracy = _fit_best_on_validation(
         classifier, dataset(train, seed), dataset(validation), epochs_for(len(train), settings), settings.patience
     )
-    dev_ds = classification_dataset(arm.dev_tokens, labelled.dev_labels, settings.batch_size, bucketed=settings.bucketed)
+    dev_ds = classification_batches(arm.dev_tokens, labelled.dev_labels, settings.batch_size, bucketed=settings.bucketed)
     return binary_accuracy(classifier, dev_ds), best_epoch, validation_accuracy
 
 

@@ -11,9 +11,11 @@ Example:
 [[5, 6, 0, 0]]
 """
 
-import numpy as np
-import tensorflow as tf
 import keras_hub
+import numpy as np
+
+# TensorFlow (tf.data, tensorflow-text) is imported by the functions that use it: `make_tokenizer`
+# also works without it (keras-hub's Python WordPiece), as notebooks 03 and 04 do on a JAX-only machine.
 
 # Tokenizing in batches of this many texts keeps memory flat on large corpora.
 TOKENIZE_BATCH = 2048
@@ -51,6 +53,8 @@ def compute_vocabulary(texts, vocabulary_size):
     Returns:
         A list of tokens (a token's id is its index).
     """
+    import tensorflow as tf
+
     from nbhelpers.synthetic import SPECIAL_TOKENS
 
     # A list of str would be read as file names: pass a dataset.
@@ -65,6 +69,8 @@ def compute_vocabulary(texts, vocabulary_size):
 
 def tokenize_texts(tokenizer, texts):
     """Tokenize a list of strings into an `int32` array of shape `(len(texts), sequence_length)`."""
+    import tensorflow as tf
+
     dataset = tf.data.Dataset.from_tensor_slices(list(texts)).batch(TOKENIZE_BATCH)
     dataset = dataset.map(tokenizer, num_parallel_calls=tf.data.AUTOTUNE)
     arrays = [batch.numpy() for batch in dataset]
@@ -86,6 +92,8 @@ def pack_texts(tokenizer, texts):
     Returns:
         An `int32` array of shape `(n, sequence_length)`.
     """
+    import tensorflow as tf
+
     length = tokenizer.sequence_length
     unpadded = make_tokenizer(tokenizer.get_vocabulary(), sequence_length=None)
     separator = np.array([tokenizer.token_to_id("[SEP]")], "int32")
@@ -139,6 +147,8 @@ def classification_dataset(token_ids, labels, batch_size, shuffle_seed=None, buc
             devices must divide by them (`nbhelpers.distribution`; JAX refuses one that does
             not). With `shuffle_seed`, each pass leaves out other examples.
     """
+    import tensorflow as tf
+
     token_ids = np.asarray(token_ids, "int32")
     labels = np.asarray(labels, "float32")
     if not bucketed:

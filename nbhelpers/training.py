@@ -246,12 +246,16 @@ def shuffled_passes(rows, needed, seed):
 def repeated_epochs(dataset):
     """`(dataset.repeat(), batches per pass)`: train for epochs on one iterator.
 
+    `dataset`: a `tf.data.Dataset` of known length, or `nbhelpers.batches.NumpyBatches`.
+
     Keras makes a new iterator of a finite dataset for every epoch, and a new iterator of a
     bucketed pipeline over a large in-memory array waits long before its first batch (34 s of a
     76-second epoch on 20,000 SST-2 sentences, 2 cores; no retracing involved). Pass the repeated
     dataset to `fit` with `steps_per_epoch` set to the second value: one iterator, no waits.
     The epochs are the same passes, reshuffled each time.
     """
+    if isinstance(dataset, keras.utils.PyDataset):  # nbhelpers.batches' NumPy batches: each pass reshuffled
+        return dataset.repeat(), len(dataset)
     batches = int(dataset.cardinality())
     if batches < 0:
         raise ValueError("The dataset's length is unknown (or infinite): give it one with "

@@ -16,7 +16,8 @@ from nbhelpers.run import notebook_paths, run_series
 
 EXPECTED_FILES = {
     "01_baseline": {"config.json", "metrics.json", "history.csv", "history.png", "bag_of_words.keras", "manifest.json"},
-    "02_mlm_data": {"config.json", "vocab.txt", "train_tokens.npy", "valid_tokens.npy", "preview.txt", "manifest.json"},
+    "02_mlm_data": {"config.json", "vocab.txt", "train_tokens.npy", "valid_tokens.npy", "sst2.npz", "preview.txt",
+                    "manifest.json"},
     "03_encoder": {"config.json", "metrics.json", "history.csv", "history.png", "encoder.keras", "mlm.weights.h5",
                    "vocab.txt", "manifest.json"},
     "04_classifier": {
