@@ -37,9 +37,17 @@ import os
 import sys
 import warnings
 
+
+def _installed(name):
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ImportError:  # a finder that refuses the name
+        return False
+
+
 # TensorFlow runs the text preprocessing; keep its C++ start-up chatter out of notebooks. Where it
 # is not installed (a JAX-only TPU VM or GPU image), JAX is the backend that notebooks 03-04 use.
-os.environ.setdefault("KERAS_BACKEND", "tensorflow" if importlib.util.find_spec("tensorflow") else "jax")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow" if _installed("tensorflow") else "jax")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # tqdm's notebook bars need ipywidgets (the `lab` extra); without it a library's `tqdm.auto`
 # falls back to text bars, which is fine, and need not say so in every notebook.

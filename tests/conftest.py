@@ -136,3 +136,26 @@ def pytest_collection_modifyitems(items):
         return LONGEST_FIRST.index(scope) if scope in LONGEST_FIRST else len(LONGEST_FIRST)
 
     items.sort(key=rank)
+
+
+# Makes `import tensorflow` (and tensorflow_text) fail in a child process, as on a machine without
+# them (a JAX-only TPU VM or GPU image); Keras and KerasHub still import under JAX there.
+NO_TENSORFLOW = '''
+import sys
+class _NoTensorFlow:
+    def find_spec(self, name, path=None, target=None):
+        top = name.split(".")[0]
+        if top in ("tensorflow", "tensorflow_text"):
+            raise ModuleNotFoundError(f"No module named {top!r}", name=top)
+sys.meta_path.insert(0, _NoTensorFlow())
+'''
+
+
+@pytest.fixture
+def without_tensorflow(tmp_path):
+    """The environment for a child process (a papermill kernel too) where TensorFlow does not import:
+    a folder with that `sitecustomize.py` first on its `PYTHONPATH`, then this checkout."""
+    blocker = tmp_path / "no_tensorflow"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(NO_TENSORFLOW)
+    return {"PYTHONPATH": os.pathsep.join([str(blocker), str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}

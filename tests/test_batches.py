@@ -1,0 +1,158 @@
+"""The training notebooks' batches without TensorFlow: NumPy bucketing and multi-hot vectors equal
+what `tf.data` and `TextVectorization` give (checked here, where TensorFlow is installed)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from nbhelpers.baseline import make_multi_hot_vectorizer, multi_hot, multi_hot_columns, sentence_words, split_rows
+from nbhelpers.batches import NumpyBatches, bucketed_batches, classification_batches
+from nbhelpers.tokenization import bucket_lengths, classification_dataset
+from nbhelpers.training import repeated_epochs
+
+
+def _token_ids(rows=203, length=64, seed=0):
+    # Right-padded rows of every length from 0 to `length`, most of them short (as SST-2's phrases).
+    rng = np.random.default_rng(seed)
+    lengths = np.minimum(rng.geometric(0.08, size=rows), length)
+    lengths[:3] = (0, 1, length)
+    ids = rng.integers(5, 100, size=(rows, length)).astype("int32")
+    ids[np.arange(length)[None, :] >= lengths[:, None]] = 0
+    return ids, rng.integers(0, 2, size=rows)
+
+
+def _as_lists(batches):
+    return [(np.asarray(x).tolist(), np.asarray(y).tolist()) for x, y in batches]
+
+
+@pytest.mark.parametrize("drop_remainder", [False, True])
+def test_numpy_bucketing_gives_tf_datas_batches_for_the_same_order(drop_remainder):
+    ids, labels = _token_ids()
+    ours = bucketed_batches(ids, labels, batch_size=8, drop_remainder=drop_remainder)
+    theirs = classification_dataset(ids, labels, 8, bucketed=True, drop_remainder=drop_remainder)
+    assert _as_lists(ours) == _as_lists(theirs)  # the same rows, in the same batches, padded alike
+    assert len(ours) == int(theirs.cardinality())
+    assert {np.asarray(x).shape[1] for x, _ in ours} <= set(bucket_lengths(64))
+    # Not bucketed: tf.data's batch(), the last smaller batch kept unless dropped.
+    plain = classification_dataset(ids, labels, 8, drop_remainder=drop_remainder)
+    assert _as_lists(NumpyBatches((ids, labels.astype("float32")), _plain_plan(8, drop_remainder))) == _as_lists(plain)
+
+
+def _plain_plan(batch_size, drop_remainder):
+    import functools
+
+    from nbhelpers.batches import in_order
+
+    return functools.partial(in_order, batch_size, drop_remainder, 64)
+
+
+def test_shuffled_numpy_passes_hold_every_row_once_in_a_new_seeded_order():
+    ids, labels = _token_ids()
+    batches = bucketed_batches(ids, labels, batch_size=8, shuffle_seed=3)
+    endless, steps = repeated_epochs(batches)
+    assert steps == int(classification_dataset(ids, labels, 8, bucketed=True).cardinality())
+    passes = [[next(endless) for _ in range(steps)] for _ in range(2)]
+    for one_pass in passes:
+        rows = np.concatenate([np.pad(x, ((0, 0), (0, 64 - x.shape[1]))) for x, _ in one_pass])
+        assert sorted(map(tuple, rows.tolist())) == sorted(map(tuple, ids.tolist()))  # each row once, unchanged
+        for x, y in one_pass:
+            assert x.dtype == np.int32 and y.dtype == np.float32 and len(x) <= 8
+            real = np.max(np.where(x != 0, np.arange(1, x.shape[1] + 1), 0))
+            assert x.shape[1] == bucket_lengths(64)[np.searchsorted(bucket_lengths(64), real)]
+    assert _as_lists(passes[0]) != _as_lists(passes[1])  # a new order each pass
+    again, _ = repeated_epochs(bucketed_batches(ids, labels, batch_size=8, shuffle_seed=3))
+    assert _as_lists([next(again) for _ in range(steps)]) == _as_lists(passes[0])  # seeded
+
+
+def test_classification_batches_are_tf_datas_where_tensorflow_is_installed():
+    ids, labels = _token_ids()
+    assert type(classification_batches(ids, labels, 8, bucketed=True)).__module__.startswith("tensorflow")
+
+
+SENTENCES = [
+    "A gripping, heartfelt film!", "the FILM is not dull ... it's wonderful", "Café's crème brûlée -- délicieux",
+    "it 's a film , a film , a FILM", "", "   ", "n't", "5 stars / 10 : \"great\"", "wonderful wonderful dull",
+    "The soundtrack (by A. R. Rahman) is great; the plot isn't.", "ÉCLAIR and eclair", "tab\tseparated\nlines",
+]
+
+
+def _compare_multi_hot(train, dev, max_tokens):
+    words, word_ids, counts = sentence_words(train + dev)
+    rows = split_rows(word_ids, counts)
+    columns, size = multi_hot_columns(rows[: len(train)], words, max_tokens)
+    vectorizer = make_multi_hot_vectorizer(train, max_tokens)
+    assert size == vectorizer.vocabulary_size()
+    for sentences, part in ((train, rows[: len(train)]), (dev, rows[len(train):])):
+        np.testing.assert_array_equal(multi_hot(part, columns, size), np.asarray(vectorizer(sentences)))
+
+
+@pytest.mark.parametrize("max_tokens", [6, 4000])  # 6: the cut falls among words counted equally often
+def test_numpy_multi_hot_vectors_equal_text_vectorizations(max_tokens):
+    _compare_multi_hot(SENTENCES[:8], SENTENCES[8:], max_tokens)
+
+
+def test_numpy_multi_hot_vectors_equal_text_vectorizations_on_real_sst2(shared_data):
+    from nbhelpers.data import load_sst2, sample_labelled
+
+    train = sample_labelled(*load_sst2(shared_data, "train"), 2000, seed=0)[0]
+    _compare_multi_hot(train, load_sst2(shared_data, "dev")[0], 500)
+
+
+def test_the_package_imports_without_tensorflow_and_notebook_02_says_it_needs_it(without_tensorflow):
+    script = """if True:
+        import json, sys
+        import nbhelpers, keras, keras_hub
+        import nbhelpers.batches, nbhelpers.label_budget, nbhelpers.models, nbhelpers.training
+        from nbhelpers.tokenization import make_tokenizer
+        tokenizer = make_tokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "film"], 4)
+        try:
+            nbhelpers.require_tensorflow("02")
+        except ImportError as error:
+            message = str(error)
+        print(json.dumps({"backend": keras.backend.backend(), "tensorflow": "tensorflow" in sys.modules,
+                          "available": nbhelpers.tensorflow_available(), "tokens": tokenizer(["The FILM"]).tolist(),
+                          "message": message}))
+    """
+    env = {key: value for key, value in __import__("os").environ.items() if key != "KERAS_BACKEND"}
+    done = subprocess.run([sys.executable, "-c", script], env={**env, **without_tensorflow},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    # Where TensorFlow is missing, JAX is the default backend; keras-hub's tokenizer works in Python.
+    assert result == {"backend": "jax", "tensorflow": False, "available": False, "tokens": [[5, 6, 0, 0]],
+                      "message": "Notebook 02 needs TensorFlow (pip install tensorflow tensorflow-text); "
+                                 "notebooks 03 and 04 run without it under KERAS_BACKEND=jax."}
+
+
+def test_self_masking_mlm_compiles_as_the_pretraining_model_with_its_metrics():
+    """Notebook 03 compiles it as its pretraining model: the same loss and accuracy as compiled bare."""
+    import keras
+
+    from nbhelpers.accelerator_masking import SelfMaskingMLM
+    from nbhelpers.metrics import MaskedTokenAccuracy
+    from nbhelpers.models import build_encoder, build_pretraining_model
+
+    ids = np.random.default_rng(0).integers(1, 60, size=(32, 16)).astype("int32")  # [UNK] (1) among them
+    results = []
+    for compiled_as_pretrainer in (False, True):
+        keras.utils.set_random_seed(0)
+        encoder = build_encoder(60, 16, num_layers=1, model_dim=16, num_heads=2, intermediate_dim=32, dropout=0.0)
+        model = SelfMaskingMLM(build_pretraining_model(encoder, 4), mask_token_id=4, unselectable_ids=(0, 2, 3),
+                               mask_rate=0.2, seed=1)
+        if compiled_as_pretrainer:
+            model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd",
+                          weighted_metrics=[MaskedTokenAccuracy(name="sparse_categorical_accuracy"),
+                                            MaskedTokenAccuracy(ignore_id=1, name="known_token_accuracy")])
+        else:
+            model.compile(optimizer="sgd")
+        results.append(model.evaluate(ids, batch_size=16, verbose=0, return_dict=True))
+    bare, as_pretrainer = results
+    assert sorted(bare) == ["loss", "sparse_categorical_accuracy"]
+    assert sorted(as_pretrainer) == ["known_token_accuracy", "loss", "sparse_categorical_accuracy"]
+    assert as_pretrainer["loss"] == pytest.approx(bare["loss"], rel=1e-6)
+    assert as_pretrainer["sparse_categorical_accuracy"] == pytest.approx(bare["sparse_categorical_accuracy"])
+    with pytest.raises(ValueError, match="SelfMaskingMLM's loss is built in"):
+        model.compile(loss="mse", optimizer="adam")
