@@ -2,6 +2,8 @@
 what `tf.data` and `TextVectorization` give (checked here, where TensorFlow is installed)."""
 
 import json
+import os
+import random
 import subprocess
 import sys
 
@@ -116,7 +118,7 @@ def test_the_package_imports_without_tensorflow_and_notebook_02_says_it_needs_it
                           "available": nbhelpers.tensorflow_available(), "tokens": tokenizer(["The FILM"]).tolist(),
                           "message": message}))
     """
-    env = {key: value for key, value in __import__("os").environ.items() if key != "KERAS_BACKEND"}
+    env = {key: value for key, value in os.environ.items() if key != "KERAS_BACKEND"}
     done = subprocess.run([sys.executable, "-c", script], env={**env, **without_tensorflow},
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -156,3 +158,26 @@ def test_self_masking_mlm_compiles_as_the_pretraining_model_with_its_metrics():
     assert as_pretrainer["sparse_categorical_accuracy"] == pytest.approx(bare["sparse_categorical_accuracy"])
     with pytest.raises(ValueError, match="SelfMaskingMLM's loss is built in"):
         model.compile(loss="mse", optimizer="adam")
+
+
+def test_the_curves_bag_of_words_learns_alike_from_numpy_vectors():
+    """Notebook 04's bag-of-words arm without TensorFlow: NumPy multi-hot vectors and batches give the
+    tf.data arm's validation and dev accuracy within a few sentences (same vectors and initial
+    weights; only the order of the batches differs)."""
+    from nbhelpers.label_budget import CurveSettings, LabelledSplits, fine_tune_bag_of_words, split_validation
+    from nbhelpers.synthetic import NEGATIVE, POSITIVE, sentiment_example
+
+    rng = random.Random(0)
+    examples = [sentiment_example(rng, lexicon=(NEGATIVE[:4], POSITIVE[:4])) for _ in range(700)]  # a few words
+    sentences, labels = [text for text, _ in examples], [label for _, label in examples]
+    words, word_ids, counts = sentence_words(sentences)
+    rows = split_rows(word_ids, counts)
+    settings = CurveSettings(batch_size=16, learning_rate=1e-3, baseline_max_tokens=300, min_steps=400, patience=3)
+    train, validation = split_validation(np.arange(500), labels[:500], seed=0)
+    results = []
+    for labelled in (LabelledSplits(sentences[:500], labels[:500], sentences[500:], labels[500:]),
+                     LabelledSplits(rows[:500], labels[:500], rows[500:], labels[500:], words)):
+        results.append(fine_tune_bag_of_words(labelled, train, validation, 0, settings))
+    (tf_dev, _, tf_validation), (numpy_dev, _, numpy_validation) = results
+    assert tf_dev > 0.6 and numpy_dev > 0.6, results  # both learn the labelled words
+    assert abs(tf_dev - numpy_dev) <= 0.04 and abs(tf_validation - numpy_validation) <= 0.06, results
