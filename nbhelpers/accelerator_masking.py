@@ -42,8 +42,8 @@ class SelfMaskingMLM(keras.Model):
     run with the same `seed` repeats, and every step (and epoch) draws new masks. Evaluation
     masks too, from the same generator. The loss and metric are built in: compile with an optimizer
     alone, or as the pretraining model is compiled on `tf.data`'s masked batches
-    (`loss="sparse_categorical_crossentropy"`, `weighted_metrics`). Losses added with `add_loss` are not counted
-    (our encoder has none).
+    (`loss="sparse_categorical_crossentropy"`, `weighted_metrics`). Losses added with `add_loss`
+    are not counted (our encoder has none).
 
     Saving: the encoder inside is what is worth keeping; save it on its own with
     `encoder.save("encoder.keras")` (this wrapper has no config, and the pretraining model's tied
