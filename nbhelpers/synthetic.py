@@ -257,6 +257,11 @@ def ensure_synthetic_data(folder, seed=DEFAULT_SEED):
     marker = folder / "synthetic.json"
     if marker.is_file() and json.loads(marker.read_text()) == stamp:
         return folder.resolve()
+    from nbhelpers import TensorFlowMissing, tensorflow_available
+
+    if not tensorflow_available():  # its vocabulary is computed with tensorflow-text
+        raise TensorFlowMissing(f"The embedded synthetic data ({folder}) is generated with TensorFlow: run notebook 01 "
+                                "where TensorFlow is installed and bring its artifacts folder's data/ along.")
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.staging-", dir=folder.parent))
     try:

@@ -116,7 +116,7 @@ def test_pretraining_and_fine_tuning_run_on_jax_over_two_devices_without_tensorf
     # (the string-in model). DISTRIBUTION local on two virtual CPU devices
     # (keras.distribution.DataParallel): the batch sizes are per device. One run covers all of it,
     # to keep CI short.
-    for name in ("01_baseline", "02_mlm_data"):
+    for name in ("01_baseline", "02_mlm_data", "data"):  # data: the synthetic data, generated with TensorFlow
         shutil.copytree(tiny_series[0] / name, tmp_path / name)
     monkeypatch.setenv("KERAS_BACKEND", "jax")
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
