@@ -250,7 +250,23 @@ def _tensorflow_multi_worker_strategy():
     # One per process, like _tensorflow_strategy; it reads TF_CONFIG and waits for every worker.
     import tensorflow as tf
 
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    reduce = strategy.reduce
+
+    # Two ways Keras 3.15's fit calls `strategy.reduce` that this strategy refuses across workers
+    # (tensorflow/tensorflow#72388): with a dict (the first batch, to build a model of several
+    # inputs: "Attempt to convert a value ({'token_ids': PerReplica ..."), and with axis 0 on a
+    # scalar (every step's loss: "Invalid reduction dimension 0 for input with 0 dimensions").
+    # Reduce each tensor alone, a scalar without an axis (the same mean over the replicas).
+    def reduce_each(op, value, axis=None):
+        def one(v):
+            local = strategy.experimental_local_results(v)[0]
+            return reduce(op, v, None if axis == 0 and getattr(local, "shape", None) == () else axis)
+
+        return tf.nest.map_structure(one, value)
+
+    strategy.reduce = reduce_each
+    return strategy
 
 
 def from_chief(values):
