@@ -1,11 +1,12 @@
 """A few training steps of the tiny profile's MLM model, run by tests/test_multi_worker.py.
 
-Started once with `none` (one process, the reference) and as two processes with `multi_worker`
-(their job described by TF_CONFIG or Keras' JAX variables): both take the same global batches,
-stage and publish the `03_encoder` artifact as notebook 03 does (resumable `fit_logged`
-included), and save the trained weights to `OUT` for the test to compare.
+Run as two processes with `multi_worker` (their job described by TF_CONFIG or Keras' JAX
+variables): they take the same global batches, stage and publish the `03_encoder` artifact as
+notebook 03 does (resumable `fit_logged` included) and save the trained weights to `OUT`. Given
+`REFERENCE`, the process then trains the same model again on one device of its own, as one
+process would (`none`), and saves those weights there: the test compares the two.
 
-Usage: python multi_worker_train.py none|multi_worker ARTIFACTS_DIR OUT.npz
+Usage: python multi_worker_train.py none|multi_worker ARTIFACTS_DIR OUT.npz [REFERENCE.npz]
 """
 
 import sys
@@ -39,7 +40,8 @@ def batches(seed=0):
         yield {"token_ids": token_ids[part], "mask_positions": positions[part]}, targets[part], weights[part]
 
 
-def main(kind, artifacts, out):
+def train(kind, artifacts):
+    """The trained model, its artifact published (by the chief) into `artifacts`."""
     set_seed(0)
     staging = stage_artifact(artifacts, "03_encoder")  # where notebook 03 stages: before data_parallel
     devices = data_parallel(kind)
@@ -50,23 +52,7 @@ def main(kind, artifacts, out):
         model = build_pretraining_model(encoder, PREDICTIONS)
         model.compile(loss="sparse_categorical_crossentropy", optimizer=keras.optimizers.AdamW(1e-2),
                       jit_compile=use_xla())
-        # Global batches in every worker, cut by fit_logged or the strategy: NumPy on JAX (the
-        # TensorFlow-free path), tf.data on TensorFlow.
-        if keras.backend.backend() == "jax":
-            train = (batch for _ in range(EPOCHS) for batch in batches())
-        else:
-            import tensorflow as tf
-
-            train = tf.data.Dataset.from_generator(
-                batches, output_signature=({"token_ids": tf.TensorSpec((GLOBAL_BATCH, SEQUENCE), "int32"),
-                                            "mask_positions": tf.TensorSpec((GLOBAL_BATCH, PREDICTIONS), "int32")},
-                                           tf.TensorSpec((GLOBAL_BATCH, PREDICTIONS), "int32"),
-                                           tf.TensorSpec((GLOBAL_BATCH, PREDICTIONS), "float32")))
-            options = tf.data.Options()
-            # A generator cannot be split by file; each worker keeps its part of every batch.
-            options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-            train = train.with_options(options).repeat()
-        history = fit_logged(model, train, None, epochs=EPOCHS, steps_per_epoch=STEPS, log_dir=staging,
+        history = fit_logged(model, training_data(), None, epochs=EPOCHS, steps_per_epoch=STEPS, log_dir=staging,
                              resume_dir=resume_folder(artifacts, "03_encoder"), resume_config={"kind": kind},
                              verbose=0)
     model.save_weights(staging / "mlm.weights.h5")
@@ -74,7 +60,44 @@ def main(kind, artifacts, out):
                                          "global_batch_size": GLOBAL_BATCH})
     write_json(staging / "metrics.json", {"history": history})
     publish_artifact(staging)
-    np.savez(out, *[keras.ops.convert_to_numpy(w) for w in model.weights])
+    return model
+
+
+def training_data():
+    """Global batches, cut for each worker by fit_logged or by the strategy: NumPy on JAX (the
+    TensorFlow-free path), tf.data on TensorFlow."""
+    if keras.backend.backend() == "jax":
+        return (batch for _ in range(EPOCHS) for batch in batches())
+    import tensorflow as tf
+
+    data = tf.data.Dataset.from_generator(
+        batches, output_signature=({"token_ids": tf.TensorSpec((GLOBAL_BATCH, SEQUENCE), "int32"),
+                                    "mask_positions": tf.TensorSpec((GLOBAL_BATCH, PREDICTIONS), "int32")},
+                                   tf.TensorSpec((GLOBAL_BATCH, PREDICTIONS), "int32"),
+                                   tf.TensorSpec((GLOBAL_BATCH, PREDICTIONS), "float32")))
+    options = tf.data.Options()
+    # A generator cannot be split by file; each worker keeps its part of every batch.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return data.with_options(options).repeat()
+
+
+def save_weights(model, path):
+    np.savez(path, *[keras.ops.convert_to_numpy(w) for w in model.weights])
+
+
+def main(kind, artifacts, out, reference=None):
+    save_weights(train(kind, artifacts), out)
+    if reference:
+        # Outside the distribution's scope: variables on this process's first device, steps run
+        # here alone, as in a process of its own (no artifact: nothing is staged or published).
+        set_seed(0)
+        encoder = build_encoder(vocabulary_size=VOCABULARY, sequence_length=SEQUENCE, num_layers=1, model_dim=32,
+                                num_heads=2, intermediate_dim=64, dropout=0.0)
+        model = build_pretraining_model(encoder, PREDICTIONS)
+        model.compile(loss="sparse_categorical_crossentropy", optimizer=keras.optimizers.AdamW(1e-2),
+                      jit_compile=use_xla())
+        model.fit(training_data(), epochs=EPOCHS, steps_per_epoch=STEPS, verbose=0, shuffle=False)
+        save_weights(model, reference)
 
 
 if __name__ == "__main__":
