@@ -211,11 +211,23 @@ def worker_folder():
     return folder
 
 
-def _writable_root(root):
-    """`root`, or this worker's own folder where it is not the chief of a multi-worker job."""
+# The variables that describe a multi-worker job (read by nbhelpers.distribution); where none is
+# set, this process is nobody's worker and Keras need not be imported to know it.
+JOB_ENV = ("TF_CONFIG", "KERAS_DISTRIBUTION_PROCESS_ID")
+
+
+def chief_or_alone():
+    """Whether this process may write an artifacts folder: not a non-chief worker of a multi-worker job."""
+    if not any(os.environ.get(name, "").strip() for name in JOB_ENV):
+        return True
     from nbhelpers.distribution import is_chief
 
-    return Path(root) if is_chief() else worker_folder()
+    return is_chief()
+
+
+def _writable_root(root):
+    """`root`, or this worker's own folder where it is not the chief of a multi-worker job."""
+    return Path(root) if chief_or_alone() else worker_folder()
 
 
 def _staging_pid(folder):

@@ -4,6 +4,7 @@ checks that run before any work (a missing or broken job description, a batch th
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -147,3 +148,23 @@ def test_a_global_batch_must_divide_by_the_replicas():
     with pytest.raises(ValueError, match=r"A global batch of 30 does not divide by the 4 replicas: .* 28 or 32"):
         distribution.check_global_batch(30, 4)
     assert distribution.worker_part(np.arange(6)).tolist() == list(range(6))  # one process: all of it
+
+
+def test_the_runner_passes_the_job_to_the_kernel_and_keeps_a_workers_notebooks_out(tmp_path, second_worker, capsys):
+    import nbformat
+
+    from nbhelpers.run import run_series
+
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell('ARTIFACTS_DIR: str = "artifacts"  # where artifacts go', metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("import os\nprint('job:', os.environ['TF_CONFIG'])"),
+    ])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    (tmp_path / "notebooks").mkdir()
+    nbformat.write(notebook, tmp_path / "notebooks" / "03_pretrain_encoder.ipynb")
+    (executed,) = run_series([tmp_path / "notebooks" / "03_pretrain_encoder.ipynb"], {}, tmp_path / "artifacts",
+                             quiet=True)
+    assert tmp_path not in executed.parents and not (tmp_path / "artifacts").exists()
+    assert '"index": 1' in "".join(o.get("text", "") for o in nbformat.read(executed, 4).cells[-1].outputs)
+    assert f"the executed notebooks go to {executed.parent}" in capsys.readouterr().out
+    shutil.rmtree(executed.parent)
