@@ -6,6 +6,10 @@ where the next notebook would read it. Publishing writes a manifest last (every 
 and SHA-256, and the versions of the libraries that wrote them); `require_artifact` checks it,
 so a file changed, truncated or deleted since is refused with the notebook to re-run.
 
+In a multi-worker job (`DISTRIBUTION` `multi_worker`) only the chief writes there: the other
+workers stage, publish and keep their training state in a temporary folder of their own
+(`worker_folder`), outside the artifacts folder, removed when the process ends.
+
 One run at a time writes an artifacts folder: `stage_artifact` takes a lock file (`.lock`,
 holding the writer's process id and start time) that a second run finds and stops at, with a
 message naming the first; a lock whose process is gone is taken over.
@@ -19,7 +23,9 @@ Example:
 {'dev_accuracy': 0.8}
 """
 
+import atexit
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -192,6 +198,38 @@ def unlock_artifacts(root):
 # Staging and publishing
 
 
+@functools.cache
+def worker_folder():
+    """A non-chief worker's private stand-in for the artifacts folder, removed when the process ends.
+
+    Such a worker runs the same cells as the chief, so it writes the same files; they go here.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="nbhelpers-worker-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    print(f"Not the chief of this multi-worker job: this worker's artifacts and training state go to {folder}, "
+          "removed at exit.", file=sys.stderr)
+    return folder
+
+
+# The variables that describe a multi-worker job (read by nbhelpers.distribution); where none is
+# set, this process is nobody's worker and Keras need not be imported to know it.
+JOB_ENV = ("TF_CONFIG", "KERAS_DISTRIBUTION_PROCESS_ID")
+
+
+def chief_or_alone():
+    """Whether this process may write an artifacts folder: not a non-chief worker of a multi-worker job."""
+    if not any(os.environ.get(name, "").strip() for name in JOB_ENV):
+        return True
+    from nbhelpers.distribution import is_chief
+
+    return is_chief()
+
+
+def _writable_root(root):
+    """`root`, or this worker's own folder where it is not the chief of a multi-worker job."""
+    return Path(root) if chief_or_alone() else worker_folder()
+
+
 def _staging_pid(folder):
     """The process id in a staging folder's name (`.NAME.staging-PID-XXXX`), or None (older names)."""
     field = folder.name.split(".staging-", 1)[1].split("-", 1)[0]
@@ -202,7 +240,9 @@ def stage_artifact(root, name):
     """Create an empty temporary folder beside `root/name` to write an artifact into.
 
     Takes the artifacts folder's lock (see `lock_artifacts`) until `publish_artifact`, and
-    removes staging folders left by interrupted runs (never those of a live process).
+    removes staging folders left by interrupted runs (never those of a live process). A worker
+    that is not the chief of a multi-worker job stages in its `worker_folder` instead, which
+    `publish_artifact` then publishes into: nothing of it reaches `root`.
 
     Args:
         root: the artifacts folder (created if needed).
@@ -217,7 +257,7 @@ def stage_artifact(root, name):
     """
     if name not in PRODUCERS:
         raise ValueError(f"Unknown artifact {name!r}; expected one of {sorted(PRODUCERS)}.")
-    root = Path(root)
+    root = _writable_root(root)
     try:
         lock_artifacts(root)
         for leftover in root.glob(f".{name}.staging-*"):  # from a run that was interrupted
@@ -432,9 +472,11 @@ def data_folder(root, config=None):
 def resume_folder(root, name):
     """Where a notebook keeps state that must survive an interruption (e.g. training checkpoints).
 
-    It lives beside the artifacts, not in the staging folder, which a new run clears.
+    It lives beside the artifacts, not in the staging folder, which a new run clears. A worker
+    that is not the chief of a multi-worker job keeps its own in its `worker_folder`: it resumes
+    from the chief's state, which `fit_logged` sends it.
     """
-    return Path(root) / ".resume" / name
+    return _writable_root(root) / ".resume" / name
 
 
 def write_json(path, data):

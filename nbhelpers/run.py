@@ -8,7 +8,11 @@
 A profile (`params/<name>.yaml`) is a flat mapping of parameter names to values; each notebook
 receives the ones its `parameters` cell declares. A name no notebook declares (with the near
 one it may have meant), or a value of the wrong type, stops the run before any notebook starts.
-Executed notebooks are written next to their artifact folders, in the artifacts folder.
+Executed notebooks are written next to their artifact folders, in the artifacts folder. The
+notebooks' kernels inherit this command's environment (KERAS_BACKEND, and TF_CONFIG or Keras'
+KERAS_DISTRIBUTION_* variables for DISTRIBUTION multi_worker); on a worker that is not the
+chief of such a job, the executed notebooks go to a temporary folder, named on the console,
+and the notebooks write their artifacts there too (`nbhelpers.artifacts.worker_folder`).
 
 The console shows which notebook and cell runs and what the notebook prints (training prints
 its progress with the time left, at least every minute); `--quiet` shows only errors. One run
@@ -34,7 +38,9 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.paths import jupyter_runtime_dir
 from traitlets import default
 
-from nbhelpers.artifacts import CONFIG_FILE, LOCK_OWNER_ENV, PRODUCERS, lock_artifacts, unlock_artifacts
+from nbhelpers.artifacts import (
+    CONFIG_FILE, LOCK_OWNER_ENV, PRODUCERS, chief_or_alone, lock_artifacts, unlock_artifacts,
+)
 from nbhelpers.cli import DEBUG_HELP, UserError, run_command
 from nbhelpers.notebook_hygiene import clean_notebook
 from nbhelpers.progress import PROGRESS_SECONDS, QUIET_ENV, format_duration
@@ -243,7 +249,12 @@ def run_series(paths, values, artifacts_dir, kernel_name=None, quiet=False):
     # Names are checked against the whole series, so a profile works with --only too.
     series = notebook_paths(Path(paths[0]).parent) if paths else []
     per_notebook = split_parameters(series, {**values, "ARTIFACTS_DIR": str(artifacts_dir)})
-    took_lock = lock_artifacts(artifacts_dir)
+    # The notebooks still read their predecessors from artifacts_dir.
+    output_dir = artifacts_dir if chief_or_alone() else Path(tempfile.mkdtemp(prefix="nbhelpers-worker-notebooks-"))
+    if output_dir != artifacts_dir:
+        print(f"Not the chief of this multi-worker job: the executed notebooks go to {output_dir} "
+              f"(the chief writes the artifacts); {artifacts_dir} is only read.", flush=True)
+    took_lock = lock_artifacts(output_dir)
     saved_environment = {name: os.environ.get(name) for name in (LOCK_OWNER_ENV, QUIET_ENV)}
     # The kernels inherit these: they write under this process's lock, and stay quiet with us.
     os.environ[LOCK_OWNER_ENV] = ",".join(filter(None, [os.environ.get(LOCK_OWNER_ENV), str(os.getpid())]))
@@ -253,7 +264,7 @@ def run_series(paths, values, artifacts_dir, kernel_name=None, quiet=False):
     executed = []
     try:
         for path in paths:
-            output = artifacts_dir / path.name
+            output = output_dir / path.name
             progress = None if quiet else ConsoleProgress(path, parameterized=bool(per_notebook[path]))
             if progress:
                 print(f"== {path.name} -> {output}", flush=True)
@@ -287,7 +298,7 @@ def run_series(paths, values, artifacts_dir, kernel_name=None, quiet=False):
         for name, value in saved_environment.items():
             os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
         if took_lock:
-            unlock_artifacts(artifacts_dir)
+            unlock_artifacts(output_dir)
     return executed
 
 
@@ -383,7 +394,10 @@ def main(argv=None):
             raise
         raise UserError(_failure_line(error)) from None
     if not args.quiet:
-        print(f"Done: executed notebooks and artifacts are in {args.artifacts}")
+        if executed and executed[0].parent != Path(args.artifacts).resolve():  # a worker, not the chief
+            print(f"Done: executed notebooks are in {executed[0].parent}; the chief writes the artifacts")
+        else:
+            print(f"Done: executed notebooks and artifacts are in {args.artifacts}")
     return 0 if len(executed) == len(paths) else 1
 
 

@@ -20,6 +20,7 @@ import keras
 import numpy as np
 
 from nbhelpers.artifacts import read_json, write_json
+from nbhelpers.distribution import feed_workers, from_chief, multi_worker_job
 from nbhelpers.optimizers import FusedAdamW
 from nbhelpers.progress import PROGRESS_SECONDS, QUIET_ENV, format_duration
 
@@ -200,7 +201,8 @@ def seconds_per_step(model, dataset, loss, jit_compile=False, steps=40, warmup_s
         model.train_on_batch(*next(batches))
     elapsed = (time.perf_counter() - start) / steps
     model.set_weights(weights)
-    return elapsed
+    # In a multi-worker job every worker must plan the same step count: the chief's measurement.
+    return float(from_chief([elapsed])[0])
 
 
 def steps_for_minutes(minutes, step_seconds, evaluations, validation_batches):
@@ -219,13 +221,16 @@ def saved_step_plan(resume_dir, resume_config, key="planned_steps"):
     """The step count planned by an interrupted run with the same configuration, or `None`.
 
     A time budget is turned into a step count once, by measurement; a resumed run must keep the
-    first run's count (and so its learning-rate schedule) rather than measure again.
+    first run's count (and so its learning-rate schedule) rather than measure again. In a
+    multi-worker job, every worker gets the chief's answer (only the chief keeps the state).
     """
     stamp = Path(resume_dir) / "run.json"
-    if not stamp.is_file():
-        return None
-    saved = read_json(stamp)
-    return saved.get(key) if {k: v for k, v in saved.items() if k != key} == resume_config else None
+    saved = read_json(stamp) if stamp.is_file() else {}
+    steps = saved.get(key) if saved and {k: v for k, v in saved.items() if k != key} == resume_config else None
+    if multi_worker_job()[0] > 1:
+        steps = int(from_chief([-1 if steps is None else steps])[0])
+        return None if steps < 0 else steps
+    return steps
 
 
 def shuffled_passes(rows, needed, seed):
@@ -263,6 +268,27 @@ def repeated_epochs(dataset):
     return dataset.repeat(), batches
 
 
+class StateFromChief(keras.callbacks.Callback):
+    """At the start of `fit`, every worker of a multi-worker job takes the chief's training state.
+
+    Only the chief keeps the state that `BackupAndRestore` restores after an interruption (the
+    other workers write nothing beside the artifacts, and may not share its file system), so
+    after it has restored, the chief sends its weights, optimizer state and epoch to the others.
+    Put it after `BackupAndRestore` in the callbacks.
+    """
+
+    def on_train_begin(self, logs=None):
+        model = self.model
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)  # as BackupAndRestore does before loading
+        variables = list({id(v): v for v in [*model.variables, *(model.optimizer.variables if model.optimizer else [])]}
+                         .values())
+        values = from_chief([keras.ops.convert_to_numpy(v) for v in variables] + [model._initial_epoch or 0])
+        for variable, value in zip(variables, values):
+            variable.assign(value)
+        model._initial_epoch = int(values[-1]) or None
+
+
 def fit_logged(
     model, train, validation, epochs, log_dir, resume_dir=None, resume_config=None, verbose=2,
     steps_per_epoch=None, progress_label="training",
@@ -276,7 +302,9 @@ def fit_logged(
     `keras.callbacks.BackupAndRestore` after every epoch, and the history beside it, so calling
     this again after an interruption continues from the last finished epoch and returns the
     whole history. The state is kept only for the same `resume_config`; with another, training
-    starts afresh. `resume_dir` is removed once training completes.
+    starts afresh. `resume_dir` is removed once training completes. In a multi-worker job only
+    the chief's state is kept (the other workers' `resume_folder` is their own temporary one),
+    and the chief sends it to the others when training resumes (`StateFromChief`).
 
     Args:
         model: a compiled Keras model.
@@ -308,8 +336,11 @@ def fit_logged(
         write_json(stamp, resume_config)
         csv_path = resume_dir / "history.csv"
         callbacks.append(keras.callbacks.BackupAndRestore(str(resume_dir / "state")))
+        if multi_worker_job()[0] > 1:  # a worker that is not the chief has no saved state: the chief's
+            callbacks.append(StateFromChief())
     # WallClock first: it adds `minutes` to the logs that CSVLogger then writes.
     callbacks += [WallClock(), keras.callbacks.CSVLogger(str(csv_path), append=True), TrainingProgress(progress_label)]
+    train, validation = feed_workers(train, validation)  # a JAX multi-worker job: each worker its part
     model.fit(
         train,
         validation_data=validation,
@@ -327,10 +358,14 @@ def fit_logged(
 
 
 def read_history(csv_path):
-    """Read a `CSVLogger` file into a dict of per-epoch float lists (without the epoch column)."""
+    """Read a `CSVLogger` file into a dict of per-epoch float lists (without the epoch column).
+
+    Columns that `CSVLogger` filled with "NA" (`val_loss` of a `fit` without validation) are left out.
+    """
     with open(csv_path, newline="") as f:
         rows = list(csv.DictReader(f))
-    return {key: [float(row[key]) for row in rows] for key in rows[0] if key != "epoch"} if rows else {}
+    return {key: [float(row[key]) for row in rows] for key in (rows[0] if rows else ())
+            if key != "epoch" and any(row[key] != "NA" for row in rows)}
 
 
 def compile_classifier(classifier, learning_rate, optimizer=None):
