@@ -261,7 +261,7 @@ def repeated_epochs(dataset):
 
 def fit_logged(
     model, train, validation, epochs, log_dir, resume_dir=None, resume_config=None, verbose=2,
-    steps_per_epoch=None, progress_label="training",
+    steps_per_epoch=None, progress_label="training", callbacks=(),
 ):
     """`model.fit` with the per-epoch history in `log_dir/history.csv`, optionally resumable.
 
@@ -285,13 +285,14 @@ def fit_logged(
         verbose: Keras' verbosity (2: one line per epoch, best in logs and notebooks).
         steps_per_epoch: for a repeated (endless) `train`, the steps between two evaluations.
         progress_label: what the progress lines call this training.
+        callbacks: more Keras callbacks (e.g. `nbhelpers.finetune_recipes.WeightAveraging`), run last.
 
     Returns:
         The history as a dict of per-epoch lists (`loss`, `val_loss`, metrics ..., and
         `minutes`, the wall time at the epoch's end), all epochs.
     """
     csv_path = Path(log_dir) / "history.csv"
-    callbacks = []
+    extra, callbacks = list(callbacks), []
     if resume_dir is not None:
         resume_dir = Path(resume_dir)
         stamp = resume_dir / "run.json"
@@ -305,7 +306,8 @@ def fit_logged(
         csv_path = resume_dir / "history.csv"
         callbacks.append(keras.callbacks.BackupAndRestore(str(resume_dir / "state")))
     # WallClock first: it adds `minutes` to the logs that CSVLogger then writes.
-    callbacks += [WallClock(), keras.callbacks.CSVLogger(str(csv_path), append=True), TrainingProgress(progress_label)]
+    callbacks += [WallClock(), keras.callbacks.CSVLogger(str(csv_path), append=True), TrainingProgress(progress_label),
+                  *extra]
     model.fit(
         train,
         validation_data=validation,
