@@ -15,7 +15,9 @@ nothing is trained or tuned on them.
 `--artifacts` is a folder where notebooks 01-03 ran; the data folder is the one notebook 01
 recorded there (or `--data-dir`). The results (`<out>.json`, one record a run, rewritten after
 each run so that an interrupted comparison keeps what it finished, and `<out>.md`, mean ± sd per
-recipe) go to `--out`.
+recipe) go to `--out`. Seeds run in separate processes are pooled afterwards:
+
+    python bench/out_of_domain_recipes.py --combine a.json b.json --out bench/results/out-of-domain-recipes
 """
 
 import argparse
@@ -99,15 +101,35 @@ def markdown_table(summary):
     return "\n".join(lines)
 
 
+def combine(paths, out):
+    """Pool the runs of several result files (e.g. seeds run in two processes) into `out`.json and .md."""
+    records = [json.loads(Path(path).read_text(encoding="utf-8")) for path in paths]
+    if len({json.dumps(r["encoder"], sort_keys=True) for r in records}) > 1:
+        raise UserError(f"--combine: {', '.join(map(str, paths))} fine-tuned different encoders; combine one encoder's runs.")
+    runs = [run for record in records for run in record["runs"]]
+    order = list(dict.fromkeys(run["recipe"] for run in runs))
+    runs.sort(key=lambda run: (order.index(run["recipe"]), run["seed"]))
+    combined = {**records[0], "runs": runs, "summary": summarize_runs(runs), "combined_from": [str(p) for p in paths]}
+    Path(out).with_suffix(".json").write_text(json.dumps(combined, indent=2) + "\n", encoding="utf-8")
+    Path(out).with_suffix(".md").write_text(markdown_table(combined["summary"]) + "\n", encoding="utf-8")
+    print(markdown_table(combined["summary"]))
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--artifacts", required=True, help="the artifacts folder where notebooks 01-03 ran")
+    parser.add_argument("--combine", nargs="+", metavar="JSON", help="only pool these result files into --out")
+    parser.add_argument("--artifacts", help="the artifacts folder where notebooks 01-03 ran")
     parser.add_argument("--data-dir", help="the data folder (default: the one notebook 01 recorded)")
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), help=f"recipe names (default: {' '.join(RECIPES)})")
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44], help="fine-tuning seeds")
     parser.add_argument("--profile", default="cpu", help="the profile whose FINETUNE_* settings are used")
     parser.add_argument("--out", required=True, help="results path without suffix: writes OUT.json and OUT.md")
     args = parser.parse_args(argv)
+    if args.combine:
+        return combine(args.combine, args.out)
+    if not args.artifacts:
+        raise UserError("--artifacts is required: the artifacts folder where notebooks 01-03 ran.")
     for recipe in args.recipes:
         try:
             parse_recipe(recipe)
@@ -133,8 +155,9 @@ def main(argv=None):
     out.parent.mkdir(parents=True, exist_ok=True)
     record = {"artifacts": str(args.artifacts), "encoder": {k: config.get(k) for k in ("corpus", "vocabulary_size", "pretrain_epochs", "train_sequences")},
               "settings": settings, "machine": describe_machine(), "runs": []}
-    for recipe in args.recipes:
-        for seed in args.seeds:
+    # Seed by seed, every recipe: an interrupted comparison still compares like with like.
+    for seed in args.seeds:
+        for recipe in args.recipes:
             run = fine_tune_and_score(source, recipe, seed, data, settings)
             record["runs"].append(run)
             print(f"{recipe:<32} seed {seed}  SST-2 dev {run['sst2_dev']:.3f}  product reviews {run['out_of_domain']:.3f}"
