@@ -9,8 +9,11 @@ wrapped with its tokenizer as notebook 05 exports it, zero-shot on every out-of-
 data folder (`nbhelpers.out_of_domain`). The product reviews only pick among the named recipes:
 nothing is trained or tuned on them.
 
-    python bench/out_of_domain_recipes.py --artifacts artifacts-cpu --recipes plain lp_ft averaged \\
+    python bench/out_of_domain_recipes.py --artifacts artifacts-cpu --recipes plain lp_ft slow_embedding \\
         --seeds 42 43 44 --out bench/results/out-of-domain-recipes
+
+A recipe without weight averaging is also scored averaged, out of the same fit: the averaging
+only watches the training path, so "plain" gives "averaged" too, and "lp_ft" "lp_ft+averaged".
 
 `--artifacts` is a folder where notebooks 01-03 ran; the data folder is the one notebook 01
 recorded there (or `--data-dir`). The results (`<out>.json`, one record a run, rewritten after
@@ -36,7 +39,7 @@ from nbhelpers.artifacts import data_folder, read_json, require_artifact
 from nbhelpers.cli import UserError, run_command
 from nbhelpers.data import OUT_OF_DOMAIN_FOLDER, load_out_of_domain_sets, load_sst2
 from nbhelpers.export import build_text_model
-from nbhelpers.finetune_recipes import RECIPES, parse_recipe, prepare_recipe
+from nbhelpers.finetune_recipes import WeightAveraging, parse_recipe, prepare_recipe
 from nbhelpers.models import build_classifier
 from nbhelpers.out_of_domain import score_out_of_domain
 from nbhelpers.run import load_profile
@@ -48,7 +51,11 @@ from machine import describe_machine  # noqa: E402
 
 
 def fine_tune_and_score(source, recipe, seed, data, settings, log=print):
-    """One run: notebook 04's all-labels fine-tuning under `recipe` with `seed`; returns its record."""
+    """One fit: notebook 04's all-labels fine-tuning under `recipe` with `seed`.
+
+    Returns a list of records: the recipe's, and for a recipe without "averaged" also its
+    averaged variant, read out of the same fit ("plain" -> "averaged", "lp_ft" -> "lp_ft+averaged").
+    """
     tokenizer, train_tokens, train_labels, dev_tokens, dev_labels, sets = data
     set_seed(seed)
     batch_size, epochs, rate = settings["FINETUNE_BATCH_SIZE"], settings["FINETUNE_EPOCHS"], settings["FINETUNE_LEARNING_RATE"]
@@ -59,11 +66,23 @@ def fine_tune_and_score(source, recipe, seed, data, settings, log=print):
     start = time.perf_counter()
     classifier = build_classifier(keras.models.load_model(source / "encoder.keras"))
     callbacks = prepare_recipe(classifier, recipe, train_ds, epochs * steps_per_epoch, seed=seed, log=log)
+    # A recipe without averaging is also read out averaged: the averaging only watches the same
+    # training path (`WeightAveraging(assign=False)`), so one fit gives both recipes' models.
+    watcher = None if "averaged" in parse_recipe(recipe) else WeightAveraging.for_steps(epochs * steps_per_epoch, assign=False)
     classifier = compile_classifier(classifier, rate)
     with tempfile.TemporaryDirectory() as log_dir:
-        fit_logged(classifier, repeated_train_ds, dev_ds, epochs=epochs, log_dir=log_dir,
-                   steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=0, progress_label=f"{recipe}, seed {seed}")
+        fit_logged(classifier, repeated_train_ds, dev_ds, epochs=epochs, log_dir=log_dir, steps_per_epoch=steps_per_epoch,
+                   callbacks=callbacks + ([watcher] if watcher else []), verbose=0, progress_label=f"{recipe}, seed {seed}")
     seconds = time.perf_counter() - start
+    runs = [_scored(classifier, recipe, seed, dev_ds, tokenizer, sets, seconds)]
+    if watcher:
+        watcher.apply()
+        averaged = "averaged" if recipe == "plain" else f"{recipe}+averaged"
+        runs.append(_scored(classifier, averaged, seed, dev_ds, tokenizer, sets, seconds, read_out_of=recipe))
+    return runs
+
+
+def _scored(classifier, recipe, seed, dev_ds, tokenizer, sets, seconds, read_out_of=None):
     dev_accuracy = binary_accuracy(classifier, dev_ds)
     scores = score_out_of_domain({"model": build_text_model(tokenizer, classifier)}, sets)
     return {
@@ -71,6 +90,7 @@ def fine_tune_and_score(source, recipe, seed, data, settings, log=print):
         "out_of_domain": scores["all"]["accuracy"]["model"],
         "out_of_domain_sets": {name: s["accuracy"]["model"] for name, s in scores["sets"].items()},
         "majority_class": scores["all"]["majority_class_accuracy"], "seconds": seconds,
+        **({"read_out_of_the_fit_of": read_out_of} if read_out_of else {}),
     }
 
 
@@ -121,7 +141,8 @@ def main(argv=None):
     parser.add_argument("--combine", nargs="+", metavar="JSON", help="only pool these result files into --out")
     parser.add_argument("--artifacts", help="the artifacts folder where notebooks 01-03 ran")
     parser.add_argument("--data-dir", help="the data folder (default: the one notebook 01 recorded)")
-    parser.add_argument("--recipes", nargs="+", default=list(RECIPES), help=f"recipe names (default: {' '.join(RECIPES)})")
+    parser.add_argument("--recipes", nargs="+", default=["plain", "lp_ft", "slow_embedding"],
+                        help="recipe names (default: plain lp_ft slow_embedding, each also read out averaged)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44], help="fine-tuning seeds")
     parser.add_argument("--profile", default="cpu", help="the profile whose FINETUNE_* settings are used")
     parser.add_argument("--out", required=True, help="results path without suffix: writes OUT.json and OUT.md")
@@ -158,10 +179,10 @@ def main(argv=None):
     # Seed by seed, every recipe: an interrupted comparison still compares like with like.
     for seed in args.seeds:
         for recipe in args.recipes:
-            run = fine_tune_and_score(source, recipe, seed, data, settings)
-            record["runs"].append(run)
-            print(f"{recipe:<32} seed {seed}  SST-2 dev {run['sst2_dev']:.3f}  product reviews {run['out_of_domain']:.3f}"
-                  f"  ({run['seconds']:.0f} s)", flush=True)
+            for run in fine_tune_and_score(source, recipe, seed, data, settings):
+                record["runs"].append(run)
+                print(f"{run['recipe']:<32} seed {seed}  SST-2 dev {run['sst2_dev']:.3f}  product reviews "
+                      f"{run['out_of_domain']:.3f}  ({run['seconds']:.0f} s)", flush=True)
             record["summary"] = summarize_runs(record["runs"])
             out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
             out.with_suffix(".md").write_text(markdown_table(record["summary"]) + "\n", encoding="utf-8")

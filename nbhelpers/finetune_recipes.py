@@ -119,16 +119,19 @@ def _find_layer(model, name):
 
 
 class WeightAveraging(keras.callbacks.Callback):
-    """Replaces the trained weights by their mean over snapshots taken during `fit`.
+    """Averages the trainable weights over snapshots taken during `fit`, and by default puts the mean in place.
 
     A snapshot is taken after step `start_step` and every `every` steps after it (steps counted
-    across the epochs of one `fit`), and at the end of training; at the end, each trainable
-    weight becomes the mean of its snapshots. With `nbhelpers.optimizers.FusedAdamW`'s lazy
-    updates, rows that wait for their next gradient catch up before each snapshot.
+    across the epochs of one `fit`), and at the end of training. The callback only reads the
+    weights until `fit` ends, so training follows the same path with it as without it: the
+    weights at the end are the plain recipe's, and `apply` then gives the averaged ones. (With
+    `nbhelpers.optimizers.FusedAdamW`'s lazy updates, an embedding row enters a snapshot as last
+    updated; the end of training is a snapshot after `fit` has brought every row up to date.)
 
     Args:
         start_step: the step after which the first snapshot is taken (1 for the first step).
         every: steps between two snapshots.
+        assign: put the mean in place when training ends (`False`: call `apply` yourself).
 
     Example:
 
@@ -138,19 +141,22 @@ class WeightAveraging(keras.callbacks.Callback):
     11
     """
 
-    def __init__(self, start_step, every):
+    def __init__(self, start_step, every, assign=True):
         super().__init__()
         if start_step < 1 or every < 1:
             raise ValueError(f"WeightAveraging(start_step={start_step}, every={every}): both must be at least 1.")
-        self.start_step, self.every = start_step, every
+        self.start_step, self.every, self.assign = start_step, every, assign
+
+    @classmethod
+    def for_steps(cls, total_steps, assign=True):
+        """Snapshots over the last `1 - AVERAGE_FROM` of `total_steps`, `AVERAGE_SNAPSHOTS` apart and the end."""
+        start = max(1, int(AVERAGE_FROM * total_steps))
+        return cls(start, max(1, (total_steps - start) // AVERAGE_SNAPSHOTS), assign=assign)
 
     def on_train_begin(self, logs=None):
         self.step, self.snapshots, self._sums, self._last_snapshot = 0, 0, None, None
 
     def _snapshot(self):
-        finalize = getattr(self.model.optimizer, "finalize_variable_values", None)
-        if finalize is not None and self.step:  # lazily updated rows first take the steps they missed
-            finalize(self.model.trainable_variables)
         values = [keras.ops.convert_to_numpy(v).astype("float64") for v in self.model.trainable_variables]
         self._sums = values if self._sums is None else [s + v for s, v in zip(self._sums, values)]
         self.snapshots += 1
@@ -165,6 +171,13 @@ class WeightAveraging(keras.callbacks.Callback):
         # `fit` has finalized the optimizer's lazy rows by now: the end of training is a snapshot too.
         if self._last_snapshot != self.step:
             self._snapshot()
+        if self.assign:
+            self.apply()
+
+    def apply(self):
+        """Set each trainable weight of the model to the mean of its snapshots."""
+        if not self.snapshots:
+            raise ValueError("WeightAveraging.apply: no snapshot was taken; train with this callback first.")
         for variable, total in zip(self.model.trainable_variables, self._sums):
             variable.assign((total / self.snapshots).astype(variable.dtype))
 
@@ -196,8 +209,7 @@ def prepare_recipe(classifier, recipe, train_dataset, total_steps, seed=0, log=p
         log(f"token embedding frozen ({int(np.prod(frozen.embeddings.shape)):,} weights)")
     callbacks = []
     if "averaged" in levers:
-        start = max(1, int(AVERAGE_FROM * total_steps))
-        every = max(1, (total_steps - start) // AVERAGE_SNAPSHOTS)
-        callbacks.append(WeightAveraging(start, every))
-        log(f"weights averaged from step {start:,} of {total_steps:,}, every {every:,} steps")
+        averaging = WeightAveraging.for_steps(total_steps)
+        callbacks.append(averaging)
+        log(f"weights averaged from step {averaging.start_step:,} of {total_steps:,}, every {averaging.every:,} steps")
     return callbacks

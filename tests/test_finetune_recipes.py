@@ -63,12 +63,16 @@ def test_averaging_gives_the_mean_of_the_weights_it_averaged():
             self.step += 1
             self.seen[self.step] = [keras.ops.convert_to_numpy(v).copy() for v in self.model.trainable_variables]
 
-    # Plain AdamW (no lazy rows) so that the weights at a step are the weights the averaging saw.
+    # Plain AdamW (no lazy rows), so that the weights after the last step are those at the end of `fit`.
     compile_classifier(classifier, 1e-2, optimizer=keras.optimizers.AdamW(1e-2))
-    record, averaging = Record(), WeightAveraging(start_step=4, every=3)
-    classifier.fit(data.repeat(), epochs=2, steps_per_epoch=6, callbacks=[record, averaging], verbose=0)
+    record, averaging = Record(), WeightAveraging(start_step=4, every=3, assign=False)
+    classifier.fit(data.repeat(), epochs=2, steps_per_epoch=6, callbacks=[record, averaging], verbose=0, shuffle=False)
     steps = [4, 7, 10, 12]  # from step 4 every 3, then the end of training
     assert averaging.snapshots == len(steps)
+    # Watching leaves the trained weights as they were; `apply` puts the mean in place.
+    for index, variable in enumerate(classifier.trainable_variables):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(variable), record.seen[12][index])
+    averaging.apply()
     for index, variable in enumerate(classifier.trainable_variables):
         expected = np.mean([record.seen[step][index] for step in steps], axis=0)
         np.testing.assert_allclose(keras.ops.convert_to_numpy(variable), expected, rtol=1e-5, atol=1e-6)
@@ -82,6 +86,6 @@ def test_slow_embedding_keeps_the_token_embedding_and_trains_the_rest():
     callbacks = prepare_recipe(classifier, "slow_embedding+averaged", data, total_steps=12, log=lambda line: None)
     assert [type(c) for c in callbacks] == [WeightAveraging]
     compile_classifier(classifier, 1e-2)
-    classifier.fit(data.repeat(), epochs=2, steps_per_epoch=6, callbacks=callbacks, verbose=0)
+    classifier.fit(data.repeat(), epochs=2, steps_per_epoch=6, callbacks=callbacks, verbose=0, shuffle=False)
     np.testing.assert_array_equal(before, keras.ops.convert_to_numpy(embedding.embeddings))
     assert not np.allclose(head_before, classifier.get_layer(HEAD_LAYER).get_weights()[0])
