@@ -14,6 +14,9 @@ nothing is trained or tuned on them.
 
 A recipe without weight averaging is also scored averaged, out of the same fit: the averaging
 only watches the training path, so "plain" gives "averaged" too, and "lp_ft" "lp_ft+averaged".
+A recipe with `lp_ft` also scores the linear probe alone ("linear_probe": the pretrained encoder,
+the fitted head) and the weights halfway between it and the fine-tuned ones ("lp_ft+wise",
+WiSE-FT's interpolation at 0.5; Wortsman et al., CVPR 2022).
 
 `--artifacts` is a folder where notebooks 01-03 ran; the data folder is the one notebook 01
 recorded there (or `--data-dir`). The results (`<out>.json`, one record a run, rewritten after
@@ -54,7 +57,8 @@ def fine_tune_and_score(source, recipe, seed, data, settings, log=print):
     """One fit: notebook 04's all-labels fine-tuning under `recipe` with `seed`.
 
     Returns a list of records: the recipe's, and for a recipe without "averaged" also its
-    averaged variant, read out of the same fit ("plain" -> "averaged", "lp_ft" -> "lp_ft+averaged").
+    averaged variant, read out of the same fit ("plain" -> "averaged", "lp_ft" -> "lp_ft+averaged");
+    with "lp_ft", the probe alone ("linear_probe") and the halfway weights ("lp_ft+wise") too.
     """
     tokenizer, train_tokens, train_labels, dev_tokens, dev_labels, sets = data
     set_seed(seed)
@@ -66,6 +70,11 @@ def fine_tune_and_score(source, recipe, seed, data, settings, log=print):
     start = time.perf_counter()
     classifier = build_classifier(keras.models.load_model(source / "encoder.keras"))
     callbacks = prepare_recipe(classifier, recipe, train_ds, epochs * steps_per_epoch, seed=seed, log=log)
+    runs, probe = [], None
+    if "lp_ft" in parse_recipe(recipe):  # the linear probe alone: the pretrained encoder untouched, the fitted head
+        probe = _weights(classifier)
+        runs.append(_scored(classifier, "linear_probe", seed, dev_ds, tokenizer, sets, time.perf_counter() - start,
+                            read_out_of=recipe))
     # A recipe without averaging is also read out averaged: the averaging only watches the same
     # training path (`WeightAveraging(assign=False)`), so one fit gives both recipes' models.
     watcher = None if "averaged" in parse_recipe(recipe) else WeightAveraging.for_steps(epochs * steps_per_epoch, assign=False)
@@ -74,12 +83,26 @@ def fine_tune_and_score(source, recipe, seed, data, settings, log=print):
         fit_logged(classifier, repeated_train_ds, dev_ds, epochs=epochs, log_dir=log_dir, steps_per_epoch=steps_per_epoch,
                    callbacks=callbacks + ([watcher] if watcher else []), verbose=0, progress_label=f"{recipe}, seed {seed}")
     seconds = time.perf_counter() - start
-    runs = [_scored(classifier, recipe, seed, dev_ds, tokenizer, sets, seconds)]
+    runs.append(_scored(classifier, recipe, seed, dev_ds, tokenizer, sets, seconds))
+    if probe is not None:  # WiSE-FT's interpolation (Wortsman et al., CVPR 2022), halfway back to the probe
+        tuned = _weights(classifier)
+        _assign(classifier, [(a + b) / 2 for a, b in zip(probe, tuned)])
+        runs.append(_scored(classifier, f"{recipe}+wise", seed, dev_ds, tokenizer, sets, seconds, read_out_of=recipe))
+        _assign(classifier, tuned)
     if watcher:
         watcher.apply()
         averaged = "averaged" if recipe == "plain" else f"{recipe}+averaged"
         runs.append(_scored(classifier, averaged, seed, dev_ds, tokenizer, sets, seconds, read_out_of=recipe))
     return runs
+
+
+def _weights(model):
+    return [keras.ops.convert_to_numpy(v).copy() for v in model.trainable_variables]
+
+
+def _assign(model, values):
+    for variable, value in zip(model.trainable_variables, values):
+        variable.assign(value)
 
 
 def _scored(classifier, recipe, seed, dev_ds, tokenizer, sets, seconds, read_out_of=None):
