@@ -10,7 +10,7 @@ joined by "+" (e.g. "lp_ft+averaged"):
   steps do not push the encoder around to fit a random head (LP-FT, Kumar et al.).
 - `slow_embedding`: the token embedding stays as pretraining left it (frozen; the other weights
   fine-tune): words that SST-2 never shows keep their place beside those it does.
-- `averaged`: the weights are averaged over the second half of fine-tuning (about 11 evenly
+- `averaged`: the weights are averaged over the second half of fine-tuning (12 or so evenly
   spaced snapshots, the last at the end), as stochastic weight averaging does (Izmailov et al.,
   UAI 2018).
 
@@ -137,8 +137,8 @@ class WeightAveraging(keras.callbacks.Callback):
 
     >>> averaging = WeightAveraging(start_step=2105, every=210)
     >>> model.fit(train, epochs=2, steps_per_epoch=2105, callbacks=[averaging])
-    >>> averaging.snapshots
-    11
+    >>> averaging.snapshots  # after steps 2105, 2315, ..., 4205, and the last, 4210
+    12
     """
 
     def __init__(self, start_step, every, assign=True):
