@@ -291,7 +291,7 @@ class StateFromChief(keras.callbacks.Callback):
 
 def fit_logged(
     model, train, validation, epochs, log_dir, resume_dir=None, resume_config=None, verbose=2,
-    steps_per_epoch=None, progress_label="training",
+    steps_per_epoch=None, progress_label="training", callbacks=(),
 ):
     """`model.fit` with the per-epoch history in `log_dir/history.csv`, optionally resumable.
 
@@ -317,13 +317,14 @@ def fit_logged(
         verbose: Keras' verbosity (2: one line per epoch, best in logs and notebooks).
         steps_per_epoch: for a repeated (endless) `train`, the steps between two evaluations.
         progress_label: what the progress lines call this training.
+        callbacks: more Keras callbacks (e.g. `nbhelpers.finetune_recipes.WeightAveraging`), run last.
 
     Returns:
         The history as a dict of per-epoch lists (`loss`, `val_loss`, metrics ..., and
         `minutes`, the wall time at the epoch's end), all epochs.
     """
     csv_path = Path(log_dir) / "history.csv"
-    callbacks = []
+    extra, callbacks = list(callbacks), []
     if resume_dir is not None:
         resume_dir = Path(resume_dir)
         stamp = resume_dir / "run.json"
@@ -339,7 +340,8 @@ def fit_logged(
         if multi_worker_job()[0] > 1:  # a worker that is not the chief has no saved state: the chief's
             callbacks.append(StateFromChief())
     # WallClock first: it adds `minutes` to the logs that CSVLogger then writes.
-    callbacks += [WallClock(), keras.callbacks.CSVLogger(str(csv_path), append=True), TrainingProgress(progress_label)]
+    callbacks += [WallClock(), keras.callbacks.CSVLogger(str(csv_path), append=True), TrainingProgress(progress_label),
+                  *extra]
     train, validation = feed_workers(train, validation)  # a JAX multi-worker job: each worker its part
     model.fit(
         train,

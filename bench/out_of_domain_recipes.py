@@ -1,0 +1,217 @@
+"""Which fine-tuning recipe holds up outside films? SST-2 dev and product reviews, per recipe and seed.
+
+Issue 27: the `cpu` profile's exported model scores 0.649 on Hu & Liu's product-review sentences,
+below notebook 01's bag of words (0.676). This fine-tunes notebook 03's encoder on all SST-2
+training labels as notebook 04 does (its tokenizer, `build_classifier`, `compile_classifier`,
+`fit_logged`, the profile's `FINETUNE_*` settings), once per named recipe
+(`nbhelpers.finetune_recipes`) and seed, and scores each classifier on the SST-2 dev set and,
+wrapped with its tokenizer as notebook 05 exports it, zero-shot on every out-of-domain set of the
+data folder (`nbhelpers.out_of_domain`). The product reviews only pick among the named recipes:
+nothing is trained or tuned on them.
+
+    python bench/out_of_domain_recipes.py --artifacts artifacts-cpu --recipes plain lp_ft slow_embedding \\
+        --seeds 42 43 44 --out bench/results/out-of-domain-recipes
+
+A recipe without weight averaging is also scored averaged, out of the same fit: the averaging
+only watches the training path, so "plain" gives "averaged" too, and "lp_ft" "lp_ft+averaged".
+A recipe with `lp_ft` also scores the linear probe alone ("linear_probe": the pretrained encoder,
+the fitted head) and the weights halfway between it and the fine-tuned ones ("lp_ft+wise",
+WiSE-FT's interpolation at 0.5; Wortsman et al., CVPR 2022).
+
+`--artifacts` is a folder where notebooks 01-03 ran; the data folder is the one notebook 01
+recorded there (or `--data-dir`). The results (`<out>.json`, one record a run, rewritten after
+each run so that an interrupted comparison keeps what it finished, and `<out>.md`, mean ± sd per
+recipe) go to `--out`. Seeds run in separate processes are pooled afterwards:
+
+    python bench/out_of_domain_recipes.py --combine a.json b.json --out bench/results/out-of-domain-recipes
+"""
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import nbhelpers  # noqa: F401  (first: it keeps TensorFlow's start-up logs quiet)
+import keras
+
+from nbhelpers.artifacts import data_folder, read_json, require_artifact
+from nbhelpers.cli import UserError, run_command
+from nbhelpers.data import OUT_OF_DOMAIN_FOLDER, load_out_of_domain_sets, load_sst2
+from nbhelpers.export import build_text_model
+from nbhelpers.finetune_recipes import WeightAveraging, parse_recipe, prepare_recipe
+from nbhelpers.models import build_classifier
+from nbhelpers.out_of_domain import score_out_of_domain
+from nbhelpers.run import load_profile
+from nbhelpers.tokenization import classification_dataset, make_tokenizer, tokenize_texts
+from nbhelpers.training import binary_accuracy, compile_classifier, fit_logged, repeated_epochs, set_precision, set_seed
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # machine.py, beside this script: bench/ is no package
+from machine import describe_machine  # noqa: E402
+
+
+def fine_tune_and_score(source, recipe, seed, data, settings, log=print):
+    """One fit: notebook 04's all-labels fine-tuning under `recipe` with `seed`.
+
+    Returns a list of records: the recipe's, and for a recipe without "averaged" also its
+    averaged variant, read out of the same fit ("plain" -> "averaged", "lp_ft" -> "lp_ft+averaged");
+    with "lp_ft", the probe alone ("linear_probe") and the halfway weights ("lp_ft+wise") too.
+    """
+    tokenizer, train_tokens, train_labels, dev_tokens, dev_labels, sets = data
+    set_seed(seed)
+    batch_size, epochs, rate = settings["FINETUNE_BATCH_SIZE"], settings["FINETUNE_EPOCHS"], settings["FINETUNE_LEARNING_RATE"]
+    bucketed = settings["BUCKETED"]
+    train_ds = classification_dataset(train_tokens, train_labels, batch_size, shuffle_seed=seed, bucketed=bucketed)
+    repeated_train_ds, steps_per_epoch = repeated_epochs(train_ds)
+    dev_ds = classification_dataset(dev_tokens, dev_labels, batch_size, bucketed=bucketed)
+    start = time.perf_counter()
+    classifier = build_classifier(keras.models.load_model(source / "encoder.keras"))
+    callbacks = prepare_recipe(classifier, recipe, train_ds, epochs * steps_per_epoch, seed=seed, log=log)
+    runs, probe = [], None
+    if "lp_ft" in parse_recipe(recipe):  # the linear probe alone: the pretrained encoder untouched, the fitted head
+        probe = _weights(classifier)
+        runs.append(_scored(classifier, "linear_probe", seed, dev_ds, tokenizer, sets, time.perf_counter() - start,
+                            read_out_of=recipe))
+    # A recipe without averaging is also read out averaged: the averaging only watches the same
+    # training path (`WeightAveraging(assign=False)`), so one fit gives both recipes' models.
+    watcher = None if "averaged" in parse_recipe(recipe) else WeightAveraging.for_steps(epochs * steps_per_epoch, assign=False)
+    classifier = compile_classifier(classifier, rate)
+    with tempfile.TemporaryDirectory() as log_dir:
+        fit_logged(classifier, repeated_train_ds, dev_ds, epochs=epochs, log_dir=log_dir, steps_per_epoch=steps_per_epoch,
+                   callbacks=callbacks + ([watcher] if watcher else []), verbose=0, progress_label=f"{recipe}, seed {seed}")
+    seconds = time.perf_counter() - start
+    runs.append(_scored(classifier, recipe, seed, dev_ds, tokenizer, sets, seconds))
+    if probe is not None:  # WiSE-FT's interpolation (Wortsman et al., CVPR 2022), halfway back to the probe
+        tuned = _weights(classifier)
+        _assign(classifier, [(a + b) / 2 for a, b in zip(probe, tuned)])
+        runs.append(_scored(classifier, f"{recipe}+wise", seed, dev_ds, tokenizer, sets, seconds, read_out_of=recipe))
+        _assign(classifier, tuned)
+    if watcher:
+        watcher.apply()
+        averaged = "averaged" if recipe == "plain" else f"{recipe}+averaged"
+        runs.append(_scored(classifier, averaged, seed, dev_ds, tokenizer, sets, seconds, read_out_of=recipe))
+    return runs
+
+
+def _weights(model):
+    return [keras.ops.convert_to_numpy(v).copy() for v in model.trainable_variables]
+
+
+def _assign(model, values):
+    for variable, value in zip(model.trainable_variables, values):
+        variable.assign(value)
+
+
+def _scored(classifier, recipe, seed, dev_ds, tokenizer, sets, seconds, read_out_of=None):
+    dev_accuracy = binary_accuracy(classifier, dev_ds)
+    scores = score_out_of_domain({"model": build_text_model(tokenizer, classifier)}, sets)
+    return {
+        "recipe": recipe, "seed": seed, "sst2_dev": dev_accuracy,
+        "out_of_domain": scores["all"]["accuracy"]["model"],
+        "out_of_domain_sets": {name: s["accuracy"]["model"] for name, s in scores["sets"].items()},
+        "majority_class": scores["all"]["majority_class_accuracy"], "seconds": seconds,
+        **({"read_out_of_the_fit_of": read_out_of} if read_out_of else {}),
+    }
+
+
+def summarize_runs(runs):
+    """`{recipe: {"sst2_dev": (mean, sd), "out_of_domain": (mean, sd), "seeds": n}}`, sd over seeds (ddof 1).
+
+    >>> summary = summarize_runs([{"recipe": "plain", "sst2_dev": 0.84, "out_of_domain": 0.65},
+    ...                           {"recipe": "plain", "sst2_dev": 0.86, "out_of_domain": 0.67}])
+    >>> [round(x, 3) for x in summary["plain"]["sst2_dev"]]
+    [0.85, 0.014]
+    """
+    summary = {}
+    for recipe in dict.fromkeys(run["recipe"] for run in runs):
+        mine = [run for run in runs if run["recipe"] == recipe]
+        summary[recipe] = {"seeds": len(mine)}
+        for key in ("sst2_dev", "out_of_domain"):
+            values = np.array([run[key] for run in mine])
+            summary[recipe][key] = (float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0)
+    return summary
+
+
+def markdown_table(summary):
+    """The comparison as a markdown table, one row a recipe."""
+    lines = ["| recipe | seeds | SST-2 dev | product reviews, zero-shot |", "|---|---|---|---|"]
+    for recipe, row in summary.items():
+        (dev, dev_sd), (ood, ood_sd) = row["sst2_dev"], row["out_of_domain"]
+        lines.append(f"| {recipe} | {row['seeds']} | {dev:.3f} ± {dev_sd:.3f} | {ood:.3f} ± {ood_sd:.3f} |")
+    return "\n".join(lines)
+
+
+def combine(paths, out):
+    """Pool the runs of several result files (e.g. seeds run in two processes) into `out`.json and .md."""
+    records = [json.loads(Path(path).read_text(encoding="utf-8")) for path in paths]
+    if len({json.dumps(r["encoder"], sort_keys=True) for r in records}) > 1:
+        raise UserError(f"--combine: {', '.join(map(str, paths))} fine-tuned different encoders; combine one encoder's runs.")
+    runs = [run for record in records for run in record["runs"]]
+    order = list(dict.fromkeys(run["recipe"] for run in runs))
+    runs.sort(key=lambda run: (order.index(run["recipe"]), run["seed"]))
+    combined = {**records[0], "runs": runs, "summary": summarize_runs(runs), "combined_from": [str(p) for p in paths]}
+    Path(out).with_suffix(".json").write_text(json.dumps(combined, indent=2) + "\n", encoding="utf-8")
+    Path(out).with_suffix(".md").write_text(markdown_table(combined["summary"]) + "\n", encoding="utf-8")
+    print(markdown_table(combined["summary"]))
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--combine", nargs="+", metavar="JSON", help="only pool these result files into --out")
+    parser.add_argument("--artifacts", help="the artifacts folder where notebooks 01-03 ran")
+    parser.add_argument("--data-dir", help="the data folder (default: the one notebook 01 recorded)")
+    parser.add_argument("--recipes", nargs="+", default=["plain", "lp_ft", "slow_embedding"],
+                        help="recipe names (default: plain lp_ft slow_embedding, each also read out averaged)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44], help="fine-tuning seeds")
+    parser.add_argument("--profile", default="cpu", help="the profile whose FINETUNE_* settings are used")
+    parser.add_argument("--out", required=True, help="results path without suffix: writes OUT.json and OUT.md")
+    args = parser.parse_args(argv)
+    if args.combine:
+        return combine(args.combine, args.out)
+    if not args.artifacts:
+        raise UserError("--artifacts is required: the artifacts folder where notebooks 01-03 ran.")
+    for recipe in args.recipes:
+        try:
+            parse_recipe(recipe)
+        except ValueError as exc:
+            raise UserError(str(exc).replace("FINETUNE_RECIPE", "--recipes")) from None
+
+    profile = load_profile(args.profile)
+    settings = {key: profile[key] for key in ("FINETUNE_BATCH_SIZE", "FINETUNE_EPOCHS", "FINETUNE_LEARNING_RATE", "BUCKETED")}
+    source = require_artifact(args.artifacts, "03_encoder", files=("config.json", "encoder.keras", "vocab.txt"))
+    config = read_json(source / "config.json")
+    data_dir = Path(args.data_dir) if args.data_dir else data_folder(args.artifacts, config)
+    sets = load_out_of_domain_sets(data_dir)
+    if not sets:
+        raise UserError(f"No out-of-domain set in {data_dir}/{OUT_OF_DOMAIN_FOLDER}/: this comparison scores them.")
+    set_precision(config["precision"])
+    tokenizer = make_tokenizer(source / "vocab.txt", config["sequence_length"])
+    train_sentences, train_labels = load_sst2(data_dir, "train")
+    dev_sentences, dev_labels = load_sst2(data_dir, "dev")
+    data = (tokenizer, tokenize_texts(tokenizer, train_sentences), np.asarray(train_labels),
+            tokenize_texts(tokenizer, dev_sentences), dev_labels, sets)
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    record = {"artifacts": str(args.artifacts), "encoder": {k: config.get(k) for k in ("corpus", "vocabulary_size", "pretrain_epochs", "train_sequences")},
+              "settings": settings, "machine": describe_machine(), "runs": []}
+    # Seed by seed, every recipe: an interrupted comparison still compares like with like.
+    for seed in args.seeds:
+        for recipe in args.recipes:
+            for run in fine_tune_and_score(source, recipe, seed, data, settings):
+                record["runs"].append(run)
+                print(f"{run['recipe']:<32} seed {seed}  SST-2 dev {run['sst2_dev']:.3f}  product reviews "
+                      f"{run['out_of_domain']:.3f}  ({run['seconds']:.0f} s)", flush=True)
+            record["summary"] = summarize_runs(record["runs"])
+            out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+            out.with_suffix(".md").write_text(markdown_table(record["summary"]) + "\n", encoding="utf-8")
+    print(markdown_table(record["summary"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_command(main, "bench/out_of_domain_recipes.py"))
