@@ -268,25 +268,32 @@ def repeated_epochs(dataset):
     return dataset.repeat(), batches
 
 
-class StateFromChief(keras.callbacks.Callback):
-    """At the start of `fit`, every worker of a multi-worker job takes the chief's training state.
+def share_chief_state(state_dir):
+    """In a multi-worker job, copy the chief's saved training state into every worker's `state_dir`.
 
     Only the chief keeps the state that `BackupAndRestore` restores after an interruption (the
-    other workers write nothing beside the artifacts, and may not share its file system), so
-    after it has restored, the chief sends its weights, optimizer state and epoch to the others.
-    Put it after `BackupAndRestore` in the callbacks.
+    other workers write nothing beside the artifacts, and may not share its file system). Every
+    worker must then restore the same state at the same moment: loading weights into variables
+    spread over all processes is a collective step on JAX (a chief loading alone waited forever).
+    So the chief sends its files, and each worker restores from its own copy. Elsewhere, nothing.
     """
-
-    def on_train_begin(self, logs=None):
-        model = self.model
-        if model.optimizer is not None and not model.optimizer.built:
-            model.optimizer.build(model.trainable_variables)  # as BackupAndRestore does before loading
-        variables = list({id(v): v for v in [*model.variables, *(model.optimizer.variables if model.optimizer else [])]}
-                         .values())
-        values = from_chief([keras.ops.convert_to_numpy(v) for v in variables] + [model._initial_epoch or 0])
-        for variable, value in zip(variables, values):
-            variable.assign(value)
-        model._initial_epoch = int(values[-1]) or None
+    if multi_worker_job()[0] == 1:
+        return
+    state_dir = Path(state_dir)
+    for name in ("latest.weights.h5", "training_metadata.json"):  # BackupAndRestore's files
+        path = state_dir / name
+        data = path.read_bytes() if path.is_file() else b""
+        size = int(from_chief([len(data)])[0])
+        path.unlink(missing_ok=True)
+        if not size:
+            continue
+        # Bytes travel as uint32 words (exact even where from_chief sums in float64), the chief's
+        # count of them from every worker.
+        count = -(-size // 4)
+        words = np.frombuffer(data + b"\0" * (-len(data) % 4), dtype="<u4")
+        (received,) = from_chief([words if len(words) == count else np.zeros(count, "<u4")])
+        state_dir.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(received.astype("<u4").tobytes()[:size])
 
 
 def fit_logged(
@@ -304,7 +311,7 @@ def fit_logged(
     whole history. The state is kept only for the same `resume_config`; with another, training
     starts afresh. `resume_dir` is removed once training completes. In a multi-worker job only
     the chief's state is kept (the other workers' `resume_folder` is their own temporary one),
-    and the chief sends it to the others when training resumes (`StateFromChief`).
+    and the chief sends it to the others when training resumes (`share_chief_state`).
 
     Args:
         model: a compiled Keras model.
@@ -336,9 +343,8 @@ def fit_logged(
         resume_dir.mkdir(parents=True, exist_ok=True)
         write_json(stamp, resume_config)
         csv_path = resume_dir / "history.csv"
+        share_chief_state(resume_dir / "state")  # a worker that is not the chief restores the chief's
         callbacks.append(keras.callbacks.BackupAndRestore(str(resume_dir / "state")))
-        if multi_worker_job()[0] > 1:  # a worker that is not the chief has no saved state: the chief's
-            callbacks.append(StateFromChief())
     # WallClock first: it adds `minutes` to the logs that CSVLogger then writes.
     callbacks += [WallClock(), keras.callbacks.CSVLogger(str(csv_path), append=True), TrainingProgress(progress_label),
                   *extra]

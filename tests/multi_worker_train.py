@@ -9,6 +9,7 @@ process would (`none`), and saves those weights there: the test compares the two
 Usage: python multi_worker_train.py none|multi_worker ARTIFACTS_DIR OUT.npz [REFERENCE.npz]
 """
 
+import os
 import sys
 
 import nbhelpers  # noqa: F401  (first: it quiets TensorFlow's start-up)
@@ -24,6 +25,8 @@ from nbhelpers.training import fit_logged, set_seed, use_xla
 # device, so a split batch would not drop the same units as the whole one.
 VOCABULARY, SEQUENCE, PREDICTIONS = 120, 64, 16
 GLOBAL_BATCH, STEPS, EPOCHS = 8, 2, 2
+# Set: the process ends (exit status 3) right after its first epoch's training state is saved.
+STOP_ENV = "MULTI_WORKER_STOP_AFTER_FIRST_EPOCH"
 
 
 def batches(seed=0):
@@ -85,7 +88,20 @@ def save_weights(model, path):
     np.savez(path, *[keras.ops.convert_to_numpy(w) for w in model.weights])
 
 
+def stop_after_first_epoch():
+    """End this process at once after the first epoch's training state is saved (as a kill would)."""
+    save = keras.callbacks.BackupAndRestore.on_epoch_end
+
+    def save_then_stop(self, epoch, logs=None):
+        save(self, epoch, logs)
+        os._exit(3)
+
+    keras.callbacks.BackupAndRestore.on_epoch_end = save_then_stop
+
+
 def main(kind, artifacts, out, reference=None):
+    if os.environ.get(STOP_ENV):
+        stop_after_first_epoch()
     save_weights(train(kind, artifacts), out)
     if reference:
         # Outside the distribution's scope: variables on this process's first device, steps run

@@ -48,8 +48,10 @@ def job_environments(backend):
              "KERAS_DISTRIBUTION_PROCESS_ID": str(i)} for i in range(2)]
 
 
-def run_together(runs, backend):
-    """Run `(arguments, extra environment)` pairs of the script at once; return their stderr texts.
+def run_together(runs, backend, status=0):
+    """Run `(arguments, extra environment)` pairs of the script at once; return what each printed.
+
+    Each must end with exit status `status`.
 
     Every process is killed (with its children) when the test leaves, whatever happened.
     """
@@ -64,8 +66,8 @@ def run_together(runs, backend):
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True))
         outputs = [process.communicate(timeout=TIMEOUT) for process in processes]
         for process, (_, err) in zip(processes, outputs):
-            assert process.returncode == 0, f"{backend} process failed:\n{err[-4000:]}"
-        return [err for _, err in outputs]
+            assert process.returncode == status, f"{backend} process ended with {process.returncode}:\n{err[-4000:]}"
+        return [out + err for out, err in outputs]
     finally:
         for process in processes:
             if process.poll() is None:
@@ -73,13 +75,22 @@ def run_together(runs, backend):
                 process.wait()
 
 
-@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
-def test_two_workers_train_as_one_process_and_only_the_chief_writes(tmp_path, backend):
+# On JAX the job is first stopped after its first epoch (as by a kill) and started again: it
+# resumes from the chief's saved state. TensorFlow runs straight through (time).
+@pytest.mark.parametrize("backend, interrupted", [("jax", True), ("tensorflow", False)])
+def test_two_workers_train_as_one_process_and_only_the_chief_writes(tmp_path, backend, interrupted):
     # The chief then trains the same model on one device of its own: the one-process reference
     # (a third process would add half again to the test's time).
-    chief, worker = job_environments(backend)
-    errors = run_together([(("multi_worker", tmp_path / "job", tmp_path / "chief.npz", tmp_path / "one.npz"), chief),
-                           (("multi_worker", tmp_path / "job", tmp_path / "worker.npz"), worker)], backend)
+    runs = [(("multi_worker", tmp_path / "job", tmp_path / "chief.npz", tmp_path / "one.npz"),),
+            (("multi_worker", tmp_path / "job", tmp_path / "worker.npz"),)]
+    if interrupted:
+        stop = {"MULTI_WORKER_STOP_AFTER_FIRST_EPOCH": "1"}
+        run_together([(*run, {**job, **stop}) for run, job in zip(runs, job_environments(backend))], backend, status=3)
+        saved = tmp_path / "job" / ".resume" / "03_encoder" / "state" / "training_metadata.json"
+        assert json.loads(saved.read_text())["epoch"] == 1  # the chief's state; the other worker kept its own elsewhere
+        assert not (tmp_path / "chief.npz").exists()
+    errors = run_together([(*run, job) for run, job in zip(runs, job_environments(backend))], backend)
+    assert ("Resuming from the training state" in errors[0]) == interrupted
 
     one, chief_weights, worker_weights = (np.load(tmp_path / f"{name}.npz") for name in ("one", "chief", "worker"))
     assert len(one.files) == len(chief_weights.files) > 10
