@@ -57,11 +57,14 @@ def sentence_words(sentences):
     import tensorflow as tf
 
     # TextVectorization's own standardization and split: the same words as the baseline's vectorizer.
-    splitter = keras.layers.TextVectorization(output_mode="int", ragged=True)
+    # Padded rather than ragged output: ragged works only on the TensorFlow backend, and no word is
+    # padding (id 0) here, since the layer is adapted on these very sentences.
+    splitter = keras.layers.TextVectorization(output_mode="int")
     splitter.adapt(tf.constant(list(sentences)))
-    ids = splitter(tf.constant(list(sentences)))
+    ids = np.asarray(keras.ops.convert_to_numpy(splitter(tf.constant(list(sentences)))))
     words = np.array(splitter.get_vocabulary()[2:])  # after "" (padding) and "[UNK]": every word is known here
-    return words, (ids.flat_values.numpy() - 2).astype("int32"), ids.row_lengths().numpy().astype("int32")
+    in_sentence = ids > 0
+    return words, (ids[in_sentence] - 2).astype("int32"), in_sentence.sum(axis=1).astype("int32")
 
 
 def split_rows(word_ids, counts):
