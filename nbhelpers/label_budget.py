@@ -31,6 +31,7 @@ import numpy as np
 
 from nbhelpers.baseline import build_baseline_model, make_multi_hot_vectorizer, multi_hot_dataset
 from nbhelpers.data import sample_labelled
+from nbhelpers.models import EMBEDDING_LAYER
 from nbhelpers.tokenization import classification_dataset
 from nbhelpers.training import TrainingProgress, binary_accuracy, compile_classifier, repeated_epochs, set_seed
 
@@ -78,6 +79,11 @@ class CurveSettings:
         max_epochs: and at most this many epochs.
         patience: stop after this many epochs without a better validation accuracy.
         bucketed: length-bucketed batches for the transformers (`classification_dataset`).
+        freeze_embedding: keep both transformer arms' token embedding as it starts (pretrained,
+            or random for the control) and train the rest. From a few hundred labels, training the
+            embedding moves only the rows of the words the labels show, away from the
+            never-labelled words that pretraining put beside them; frozen, whatever the model
+            learns about a labelled word applies to its neighbours too.
     """
 
     batch_size: int
@@ -87,6 +93,7 @@ class CurveSettings:
     max_epochs: int = 30
     patience: int = 3
     bucketed: bool = True
+    freeze_embedding: bool = False
 
 
 def epochs_for(examples, settings):
@@ -155,7 +162,10 @@ def fine_tune_transformer(arm, labelled, train, validation, seed, settings):
 
     Returns (dev accuracy, best epoch, validation accuracy at that epoch)."""
     set_seed(seed)
-    classifier = compile_classifier(arm.make_classifier(), settings.learning_rate)
+    classifier = arm.make_classifier()
+    if settings.freeze_embedding:
+        classifier.get_layer("encoder").get_layer(EMBEDDING_LAYER).token_embedding.trainable = False
+    classifier = compile_classifier(classifier, settings.learning_rate)
     labels = np.asarray(labelled.train_labels)
 
     def dataset(indices, shuffle_seed=None):
