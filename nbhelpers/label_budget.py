@@ -55,7 +55,9 @@ class TransformerArm:
     """One transformer arm of the curve.
 
     Args:
-        make_classifier: returns a new, uncompiled sigmoid classifier (called once per run).
+        make_classifier: returns a new, uncompiled sigmoid classifier (called once per run); with
+            `CurveSettings.freeze_embedding`, one holding its encoder as a layer named "encoder"
+            (as `build_classifier` and `build_prompt_classifier` do).
         train_tokens: token ids of the whole training pool, row i for `train_sentences[i]`.
         dev_tokens: token ids of the dev set.
     """
@@ -164,7 +166,11 @@ def fine_tune_transformer(arm, labelled, train, validation, seed, settings):
     set_seed(seed)
     classifier = arm.make_classifier()
     if settings.freeze_embedding:
-        classifier.get_layer("encoder").get_layer(EMBEDDING_LAYER).token_embedding.trainable = False
+        encoder = next((layer for layer in classifier.layers if layer.name == "encoder"), None)
+        if encoder is None:
+            raise ValueError(f"freeze_embedding: the classifier {classifier.name!r} holds no layer named 'encoder' with "
+                             "the token embedding; build it on an encoder of nbhelpers.models.build_encoder.")
+        encoder.get_layer(EMBEDDING_LAYER).token_embedding.trainable = False
     classifier = compile_classifier(classifier, settings.learning_rate)
     labels = np.asarray(labelled.train_labels)
 
