@@ -35,6 +35,7 @@ from nbhelpers.baseline import (
 )
 from nbhelpers.batches import NumpyBatches, classification_batches, in_order
 from nbhelpers.data import sample_labelled
+from nbhelpers.models import EMBEDDING_LAYER
 from nbhelpers.training import TrainingProgress, binary_accuracy, compile_classifier, repeated_epochs, set_seed
 
 # The arms, in the order tables and plots show them (the names notebook 04 uses throughout).
@@ -62,7 +63,9 @@ class TransformerArm:
     """One transformer arm of the curve.
 
     Args:
-        make_classifier: returns a new, uncompiled sigmoid classifier (called once per run).
+        make_classifier: returns a new, uncompiled sigmoid classifier (called once per run); with
+            `CurveSettings.freeze_embedding`, one holding its encoder as a layer named "encoder"
+            (as `build_classifier` and `build_prompt_classifier` do).
         train_tokens: token ids of the whole training pool, row i for `train_sentences[i]`.
         dev_tokens: token ids of the dev set.
     """
@@ -86,6 +89,11 @@ class CurveSettings:
         max_epochs: and at most this many epochs.
         patience: stop after this many epochs without a better validation accuracy.
         bucketed: length-bucketed batches for the transformers (`nbhelpers.batches.classification_batches`).
+        freeze_embedding: keep both transformer arms' token embedding as it starts (pretrained,
+            or random for the control) and train the rest. From a few hundred labels, training the
+            embedding moves only the rows of the words the labels show, away from the
+            never-labelled words that pretraining put beside them; frozen, whatever the model
+            learns about a labelled word applies to its neighbours too.
     """
 
     batch_size: int
@@ -95,6 +103,7 @@ class CurveSettings:
     max_epochs: int = 30
     patience: int = 3
     bucketed: bool = True
+    freeze_embedding: bool = False
 
 
 def epochs_for(examples, settings):
@@ -172,7 +181,14 @@ def fine_tune_transformer(arm, labelled, train, validation, seed, settings):
 
     Returns (dev accuracy, best epoch, validation accuracy at that epoch)."""
     set_seed(seed)
-    classifier = compile_classifier(arm.make_classifier(), settings.learning_rate)
+    classifier = arm.make_classifier()
+    if settings.freeze_embedding:
+        encoder = next((layer for layer in classifier.layers if layer.name == "encoder"), None)
+        if encoder is None:
+            raise ValueError(f"freeze_embedding: the classifier {classifier.name!r} holds no layer named 'encoder' with "
+                             "the token embedding; build it on an encoder of nbhelpers.models.build_encoder.")
+        encoder.get_layer(EMBEDDING_LAYER).token_embedding.trainable = False
+    classifier = compile_classifier(classifier, settings.learning_rate)
     labels = np.asarray(labelled.train_labels)
 
     def dataset(indices, shuffle_seed=None):

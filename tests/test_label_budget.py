@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 
 from nbhelpers.label_budget import (
-    ARMS, CurveSettings, LabelledSplits, TransformerArm, epochs_for, label_budget_curve, parse_budgets,
-    split_validation, summarize,
+    ARMS, CurveSettings, LabelledSplits, TransformerArm, epochs_for, fine_tune_transformer, label_budget_curve,
+    parse_budgets, split_validation, summarize,
 )
 from nbhelpers.models import build_classifier, build_encoder
 from nbhelpers.synthetic import sentiment_example
 from nbhelpers.tokenization import compute_vocabulary, make_tokenizer, tokenize_texts
+from nbhelpers.training import set_seed
 
 
 def test_budgets_parse_and_bad_ones_say_what_to_write():
@@ -68,3 +69,32 @@ def test_a_small_curve_has_every_arm_budget_and_seed(tmp_path):
     assert len(lines) == 2 * 2 and "40 labels  seed 0" in lines[0]
     mean, spread = summarize(curve["accuracy"])[ARMS[0]]["40"]
     assert mean == pytest.approx(np.mean(curve["accuracy"][ARMS[0]]["40"])) and spread >= 0
+
+
+def test_a_frozen_embedding_stays_as_it_starts_and_the_rest_trains():
+    sentences, labels = _sentiment_data(120, seed=2)
+    tokenizer = make_tokenizer(compute_vocabulary(sentences, 200), 16)
+    tokens = tokenize_texts(tokenizer, sentences)
+    labelled = LabelledSplits(sentences, labels, sentences[:20], labels[:20])
+    built = []
+
+    def new_classifier():
+        built.append(build_classifier(build_encoder(tokenizer.vocabulary_size(), 16, num_layers=1, model_dim=8,
+                                                    num_heads=2, intermediate_dim=16, dropout=0.0)))
+        return built[-1]
+
+    def weights(model):
+        return (np.array(model.get_layer("encoder").get_layer("embedding").token_embedding.embeddings),
+                np.array(model.get_layer("sentiment").kernel))
+
+    arm = TransformerArm(new_classifier, tokens, tokens[:20])
+    train, validation = split_validation(list(range(100)), labels, seed=0)
+    set_seed(0)
+    start_table, start_head = weights(new_classifier())  # the run starts from the same seeded weights
+    for freeze in (True, False):
+        settings = CurveSettings(batch_size=16, learning_rate=1e-2, baseline_max_tokens=200, min_steps=5, max_epochs=2,
+                                 freeze_embedding=freeze)
+        fine_tune_transformer(arm, labelled, train, validation, seed=0, settings=settings)
+        table, head = weights(built[-1])
+        assert np.array_equal(table, start_table) is freeze
+        assert not np.array_equal(head, start_head)

@@ -64,12 +64,12 @@ def test_the_series_runs_in_order_with_the_tiny_profile(tiny_series):
     assert set(curve["gain_over_better_control"]) == {"300"}
     # The lesson the tiny profile exists to teach (issue 29): the pretrained encoder against the
     # better of the two controls. docs/results/tiny-lesson.md measured, over 5 data and training
-    # seeds: with all 8,000 labels a gain of +0.191 +- 0.090 (every run at least +0.097), so at
-    # least +0.03 is asserted; at 300 labels +0.073 +- 0.091 (the worst run -0.021; this default
-    # seed pair +0.157): too wide a spread to assert a gain, so only "not clearly below" (-0.05).
+    # seeds: at 300 labels a gain of +0.217 +- 0.024 (every run at least +0.171, this default seed
+    # pair's), so at least +0.10 is asserted; with all 8,000 labels +0.191 +- 0.090 (every run at
+    # least +0.097), so at least +0.03.
     accuracy = {arm: per_budget["300"][0] for arm, per_budget in curve["accuracy"].items()}
     better_control = max(accuracy["bag of words"], accuracy["transformer, no pretraining"])
-    assert accuracy["transformer, pretrained"] - better_control >= -0.05, accuracy
+    assert accuracy["transformer, pretrained"] - better_control >= 0.10, accuracy
     all_labels = classifier["dev_accuracies"]
     better_control = max(all_labels["bag of words"], all_labels["transformer, no pretraining"])
     assert all_labels["transformer, pretrained"] - better_control >= 0.03, all_labels
