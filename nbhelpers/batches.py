@@ -143,7 +143,7 @@ def classification_batches(token_ids, labels, batch_size, shuffle_seed=None, buc
     >>> train = classification_batches(token_ids, labels, 32, shuffle_seed=42, bucketed=True)
     >>> repeated, steps_per_epoch = repeated_epochs(train)  # nbhelpers.training
     """
-    if tensorflow_available():
+    if _tf_data():
         from nbhelpers.tokenization import classification_dataset
 
         return classification_dataset(token_ids, labels, batch_size, shuffle_seed=shuffle_seed, bucketed=bucketed,
@@ -172,7 +172,7 @@ def mlm_batches(tokenizer, train_tokens, valid_tokens, batch_size, mask_rate, pr
             in the step, the pretraining model's input says it).
         seed: the seed of the order and of the masks.
     """
-    if tensorflow_available():
+    if _tf_data():
         from nbhelpers.masking import make_mask_generator, mlm_dataset
 
         masker = make_mask_generator(tokenizer, mask_rate, predictions_per_sequence)
@@ -187,6 +187,16 @@ def mlm_batches(tokenizer, train_tokens, valid_tokens, batch_size, mask_rate, pr
         return NumpyBatches((tokens,), plan, shuffle_seed, masking=masking)
 
     return batches(train_tokens, seed), batches(valid_tokens, None)
+
+
+def _tf_data():
+    # tf.data where TensorFlow imports, except in a JAX multi-worker job: there NumPy batches, which
+    # every worker cuts the same way (`nbhelpers.distribution.feed_workers`), train as one process would.
+    from nbhelpers.distribution import multi_worker_job
+
+    if not tensorflow_available():
+        return False
+    return keras.backend.backend() != "jax" or multi_worker_job()[0] < 2
 
 
 def masked_lm_trainer(pretrainer, train_batches):

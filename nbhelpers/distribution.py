@@ -333,7 +333,30 @@ def feed_workers(*datasets):
     distribution.auto_shard_dataset = all(tf_data)
     if distribution.auto_shard_dataset:
         return datasets
-    return tuple(None if d is None else (worker_part(batch) for batch in d) for d in datasets)
+    train, *others = datasets
+    if isinstance(train, keras.utils.PyDataset) and hasattr(train, "repeat"):
+        # Endless passes (fit_logged gives `steps_per_epoch`): Keras keeps one iterator of the
+        # training data across epochs, which a single pass would leave empty after the first.
+        train = train.repeat()
+    return tuple(None if d is None else _WorkerPart(d) if isinstance(d, keras.utils.PyDataset)
+                 else (worker_part(batch) for batch in d) for d in (train, *others))
+
+
+class _WorkerPart(keras.utils.PyDataset):
+    # A PyDataset (validation batches, read again every epoch) cut for this worker; a one-pass
+    # generator would be empty from the second epoch on.
+    def __init__(self, dataset):
+        super().__init__()
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        return worker_part(self.dataset[index])
+
+    def on_epoch_end(self):
+        self.dataset.on_epoch_end()
 
 
 def _is_tf_dataset(data):

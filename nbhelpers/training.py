@@ -348,6 +348,8 @@ def fit_logged(
     # WallClock first: it adds `minutes` to the logs that CSVLogger then writes.
     callbacks += [WallClock(), keras.callbacks.CSVLogger(str(csv_path), append=True), TrainingProgress(progress_label),
                   *extra]
+    if steps_per_epoch is None and isinstance(train, keras.utils.PyDataset):
+        steps_per_epoch = len(train)  # one pass an epoch, also where feed_workers repeats it
     train, validation = feed_workers(train, validation)  # a JAX multi-worker job: each worker its part
     model.fit(
         train,
