@@ -55,7 +55,9 @@ def train(kind, artifacts):
         model = build_pretraining_model(encoder, PREDICTIONS)
         model.compile(loss="sparse_categorical_crossentropy", optimizer=keras.optimizers.AdamW(1e-2),
                       jit_compile=use_xla())
-        history = fit_logged(model, training_data(), None, epochs=EPOCHS, steps_per_epoch=STEPS, log_dir=staging,
+        # On JAX, validation batches too: each worker must read its part of them again every epoch.
+        validation = GlobalBatches(seed=1) if keras.backend.backend() == "jax" else None
+        history = fit_logged(model, training_data(), validation, epochs=EPOCHS, steps_per_epoch=STEPS, log_dir=staging,
                              resume_dir=resume_folder(artifacts, "03_encoder"), resume_config={"kind": kind},
                              verbose=0)
     model.save_weights(staging / "mlm.weights.h5")
@@ -66,11 +68,30 @@ def train(kind, artifacts):
     return model
 
 
+class GlobalBatches(keras.utils.PyDataset):
+    """The global batches as notebooks 03-04 give NumPy batches (`nbhelpers.batches.NumpyBatches`):
+    a `PyDataset` read once an epoch, with `repeat()` for endless passes."""
+
+    def __init__(self, seed=0):
+        super().__init__()
+        self.batches = list(batches(seed))
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __getitem__(self, index):
+        return self.batches[index]
+
+    def repeat(self):
+        while True:
+            yield from self.batches
+
+
 def training_data():
     """Global batches, cut for each worker by fit_logged or by the strategy: NumPy on JAX (the
     TensorFlow-free path), tf.data on TensorFlow."""
     if keras.backend.backend() == "jax":
-        return (batch for _ in range(EPOCHS) for batch in batches())
+        return GlobalBatches()
     import tensorflow as tf
 
     data = tf.data.Dataset.from_generator(
@@ -112,7 +133,8 @@ def main(kind, artifacts, out, reference=None):
         model = build_pretraining_model(encoder, PREDICTIONS)
         model.compile(loss="sparse_categorical_crossentropy", optimizer=keras.optimizers.AdamW(1e-2),
                       jit_compile=use_xla())
-        model.fit(training_data(), epochs=EPOCHS, steps_per_epoch=STEPS, verbose=0, shuffle=False)
+        model.fit((batch for _ in range(EPOCHS) for batch in batches()) if keras.backend.backend() == "jax"
+                  else training_data(), epochs=EPOCHS, steps_per_epoch=STEPS, verbose=0, shuffle=False)
         save_weights(model, reference)
 
 

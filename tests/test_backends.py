@@ -327,7 +327,7 @@ def test_data_parallel_none_changes_nothing_and_unknown_kinds_are_refused():
             import tensorflow as tf
 
             assert not tf.distribute.has_strategy()
-    with pytest.raises(ValueError, match=r"Unknown data-parallel kind 'mirror': choose one of \['none', 'local'\]"):
+    with pytest.raises(ValueError, match=r"Unknown data-parallel kind 'mirror': choose one of \['none', 'local', 'multi_worker'\]"):
         data_parallel("mirror")
 
 
