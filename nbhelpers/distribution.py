@@ -250,6 +250,9 @@ def _tensorflow_multi_worker_strategy():
     # One per process, like _tensorflow_strategy; it reads TF_CONFIG and waits for every worker.
     import tensorflow as tf
 
+    # In a notebook (an interactive session) TensorFlow's logger shows INFO, and this strategy
+    # logs a line per all-reduce: hundreds a minute that would bury the training progress.
+    tf.get_logger().setLevel("WARNING")
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     reduce = strategy.reduce
 

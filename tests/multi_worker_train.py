@@ -12,6 +12,10 @@ Usage: python multi_worker_train.py none|multi_worker ARTIFACTS_DIR OUT.npz [REF
 import os
 import sys
 
+# A Jupyter kernel defines sys.ps1; TensorFlow's logger then prints INFO lines (one per
+# all-reduce under MultiWorkerMirroredStrategy). Run as a notebook's kernel does.
+sys.ps1 = ">>> "
+
 import nbhelpers  # noqa: F401  (first: it quiets TensorFlow's start-up)
 import keras
 import numpy as np

@@ -91,6 +91,7 @@ def test_two_workers_train_as_one_process_and_only_the_chief_writes(tmp_path, ba
         assert not (tmp_path / "chief.npz").exists()
     errors = run_together([(*run, job) for run, job in zip(runs, job_environments(backend))], backend)
     assert ("Resuming from the training state" in errors[0]) == interrupted
+    assert not any("INFO:tensorflow" in output for output in errors), "training logs every all-reduce"
 
     one, chief_weights, worker_weights = (np.load(tmp_path / f"{name}.npz") for name in ("one", "chief", "worker"))
     assert len(one.files) == len(chief_weights.files) > 10
