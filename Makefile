@@ -4,7 +4,7 @@
 # PROFILE=full make series runs another profile; ARGS passes more runner options.
 # TEST_WORKERS=1 make test runs the tests in one process (default 2: tests/conftest.py keeps
 # the tests that must share a worker together).
-# make bench ARGS="--data-dir ../shared/data" times the guide's pipelines against ours.
+# make bench ARGS="--data-dir data" times the guide's pipelines against ours.
 # make colab REPOSITORY=https://github.com/OWNER/NAME REF=v0.1.0 publishes the notebooks for Colab:
 # the URL and tag go into pyproject.toml, every badge and every install cell (nbhelpers/colab.py).
 # The exact versions installed are constraints.txt's; pyproject.toml holds the ranges.
