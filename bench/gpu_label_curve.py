@@ -104,7 +104,8 @@ def pretrain(mlm_data, params, steps, batch, seed, start_vectors=None):
 
     from gpu_step import initial_state, jitted_train_step, self_masking_mlm
     from nbhelpers.models import build_encoder
-    from nbhelpers.training import learning_rate, set_seed, shuffled_passes
+    from nbhelpers.schedules import learning_rate
+    from nbhelpers.training import set_seed, shuffled_passes
     from nbhelpers.word_vectors import start_token_embedding
 
     config = json.loads((Path(mlm_data) / "config.json").read_text())

@@ -49,7 +49,8 @@ import yaml  # noqa: E402
 
 from nbhelpers.accelerator_masking import SelfMaskingMLM  # noqa: E402
 from nbhelpers.models import build_encoder, build_pretraining_model  # noqa: E402
-from nbhelpers.training import learning_rate, set_seed, shuffled_passes  # noqa: E402
+from nbhelpers.schedules import learning_rate  # noqa: E402
+from nbhelpers.training import set_seed, shuffled_passes  # noqa: E402
 
 GUIDE_MODEL = dict(num_layers=3, model_dim=128, num_heads=2, intermediate_dim=512)
 # The guide's recipe (post-layer-norm, dropout 0.1) and the cpu profile's (pre-layer-norm, no dropout).

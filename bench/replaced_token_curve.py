@@ -30,8 +30,9 @@ from nbhelpers.data import load_sst2, resolve_data_dir
 from nbhelpers.label_budget import ARMS, CurveSettings, LabelledSplits, TransformerArm, label_budget_curve, summarize
 from nbhelpers.models import EMBEDDING_LAYER, build_classifier, build_encoder
 from nbhelpers.replaced_token_detection import ReplacedTokenDetection
+from nbhelpers.schedules import learning_rate, seconds_per_step, steps_for_minutes
 from nbhelpers.tokenization import make_tokenizer, tokenize_texts
-from nbhelpers.training import WallClock, learning_rate, seconds_per_step, set_seed, shuffled_passes, steps_for_minutes
+from nbhelpers.training import WallClock, set_seed, shuffled_passes
 
 EVALUATIONS = 10
 

@@ -1,11 +1,18 @@
-"""Training curves.
+"""Pictures: training curves, accuracies, the label-budget curve, and a model's diagram.
 
 Example:
 
 >>> figure = plot_history(history, "artifacts/03_encoder/history.png", "MLM pretraining")
 >>> figure = plot_accuracies({"bag of words": 0.80, "pretrained": 0.84}, "comparison.png", "SST-2 dev")
+>>> model_diagram(encoder)  # a picture of its layers where pydot and graphviz are installed
 """
 
+import importlib.util
+import shutil
+import tempfile
+from pathlib import Path
+
+import keras
 import matplotlib.pyplot as plt
 
 
@@ -92,3 +99,39 @@ def plot_label_budget(summary, path, title, all_labels=None):
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     return figure
+
+
+def diagram_tools_missing():
+    """What `keras.utils.plot_model` lacks here, in words (pydot, graphviz's `dot`), or `None`."""
+    missing = [name for name, present in (("the pydot package", importlib.util.find_spec("pydot")),
+                                          ("graphviz's dot program", shutil.which("dot"))) if not present]
+    return " and ".join(missing) or None
+
+
+def model_diagram(model, path=None, expand_nested=False):
+    """Draw `model`'s layers and their output shapes as a graph, with `keras.utils.plot_model`.
+
+    The drawing needs the pydot package and graphviz's `dot` program, which a plain install
+    lacks; without them this prints one line saying what is missing and returns `None` (a
+    notebook cell then shows that line, and `model.summary()` still shows the structure).
+
+    Args:
+        model: a built Keras model.
+        path: where to save the PNG; by default a temporary file (the returned image holds the picture).
+        expand_nested: draw the layers inside nested models too.
+
+    Returns:
+        An `IPython.display.Image` of the diagram (a notebook shows it), or `None` where it cannot be drawn.
+    """
+    missing = diagram_tools_missing()
+    if missing:
+        print(f"No diagram of {model.name}: keras.utils.plot_model needs {missing} (pip install pydot; "
+              "graphviz from your system's packages).")
+        return None
+    from IPython.display import Image  # Jupyter's, present wherever a notebook runs
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(path or Path(folder) / f"{model.name}.png")
+        keras.utils.plot_model(model, to_file=str(path), show_shapes=True, show_layer_names=True,
+                               expand_nested=expand_nested, dpi=72)
+        return Image(filename=str(path))  # read now, before the temporary folder goes

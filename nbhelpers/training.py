@@ -1,5 +1,7 @@
 """Training helpers: precision policy, seeding, a logged and resumable `fit`, and evaluation.
 
+How long training runs (learning-rate schedules, time budgets) is for `nbhelpers.schedules`.
+
 Example:
 
 >>> set_precision("auto")     # mixed_float16 on a GPU, float32 on a CPU
@@ -25,13 +27,6 @@ from nbhelpers.optimizers import FusedAdamW
 from nbhelpers.progress import PROGRESS_SECONDS, QUIET_ENV, format_duration
 
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
-# "constant": the guide's fixed learning rate. "warmup_cosine": a linear warm-up over the first
-# WARMUP_SHARE of the steps, then a cosine decay to zero at the last step, so a short budget ends
-# with small, careful updates.
-SCHEDULES = ("constant", "warmup_cosine")
-WARMUP_SHARE = 0.06
-# With a time budget (notebook 03's PRETRAIN_MINUTES), validation runs this many times.
-EVALUATIONS_PER_BUDGET = 10
 
 
 def set_precision(precision):
@@ -94,25 +89,6 @@ def set_seed(seed):
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
-
-
-def learning_rate(peak, schedule, total_steps):
-    """The learning rate (a float or a Keras schedule) for `peak`, `schedule` and `total_steps`.
-
-    Example:
-
-    >>> rate = learning_rate(1e-3, "warmup_cosine", total_steps=1000)
-    >>> [round(float(rate(step)), 5) for step in (0, 60, 1000)]
-    [0.0, 0.001, 0.0]
-    """
-    if schedule == "constant":
-        return peak
-    if schedule == "warmup_cosine":
-        warmup = max(1, int(WARMUP_SHARE * total_steps))
-        return keras.optimizers.schedules.CosineDecay(
-            0.0, decay_steps=max(1, total_steps - warmup), warmup_target=peak, warmup_steps=warmup
-        )
-    raise ValueError(f"Unknown learning-rate schedule {schedule!r}: choose one of {', '.join(SCHEDULES)}.")
 
 
 class WallClock(keras.callbacks.Callback):
@@ -180,57 +156,6 @@ class TrainingProgress(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if not self.quiet and (self.every_epoch or time.perf_counter() - self.last_line >= self.interval):
             self._report(self.params.get("steps") or 0, epoch_finished=True)
-
-
-def seconds_per_step(model, dataset, loss, jit_compile=False, steps=40, warmup_steps=10):
-    """Measure a training step's wall time on `dataset`, leaving the model's weights unchanged.
-
-    The model is compiled with `loss` and a throwaway AdamW at learning rate 0 (the same work
-    as a real step), and its weights are put back afterwards: compile it for real after this.
-    The warm-up steps trace the step and drain the batches `tf.data` prefetched meanwhile: on a
-    2-core machine the input pipeline's work competes with the step's, and must be in the timing
-    (with 3 warm-up steps and 20 timed, a 25-minute budget measured 414 ms a step and ran at 520).
-    """
-    weights = model.get_weights()
-    model.compile(loss=loss, optimizer=keras.optimizers.AdamW(0.0), jit_compile=jit_compile)
-    batches = iter(dataset.repeat())  # a small corpus may have fewer batches than the measurement
-    for _ in range(warmup_steps):  # the first steps trace the graph
-        model.train_on_batch(*next(batches))
-    start = time.perf_counter()
-    for _ in range(steps):
-        model.train_on_batch(*next(batches))
-    elapsed = (time.perf_counter() - start) / steps
-    model.set_weights(weights)
-    # In a multi-worker job every worker must plan the same step count: the chief's measurement.
-    return float(from_chief([elapsed])[0])
-
-
-def steps_for_minutes(minutes, step_seconds, evaluations, validation_batches):
-    """How many training steps fit in `minutes`, leaving time for `evaluations` validation passes.
-
-    A validation batch costs about a third of a training step (forward pass only).
-
-    >>> steps_for_minutes(10, step_seconds=0.2, evaluations=10, validation_batches=30)
-    2820
-    """
-    evaluation_seconds = evaluations * validation_batches * step_seconds / 3
-    return max(evaluations, int((minutes * 60 - evaluation_seconds) / step_seconds))
-
-
-def saved_step_plan(resume_dir, resume_config, key="planned_steps"):
-    """The step count planned by an interrupted run with the same configuration, or `None`.
-
-    A time budget is turned into a step count once, by measurement; a resumed run must keep the
-    first run's count (and so its learning-rate schedule) rather than measure again. In a
-    multi-worker job, every worker gets the chief's answer (only the chief keeps the state).
-    """
-    stamp = Path(resume_dir) / "run.json"
-    saved = read_json(stamp) if stamp.is_file() else {}
-    steps = saved.get(key) if saved and {k: v for k, v in saved.items() if k != key} == resume_config else None
-    if multi_worker_job()[0] > 1:
-        steps = int(from_chief([-1 if steps is None else steps])[0])
-        return None if steps < 0 else steps
-    return steps
 
 
 def shuffled_passes(rows, needed, seed):

@@ -4,23 +4,76 @@ import papermill
 import pytest
 import yaml
 
-from nbhelpers.params import check_parameter
+from nbhelpers.params import above, at_least, check_parameter, check_parameters, divisor_of
 from nbhelpers.run import PROFILES_DIR, load_profile, notebook_paths, parse_value, split_parameters
 
 
 def test_check_parameter_says_what_is_wrong_and_what_is_allowed():
-    check_parameter("EPOCHS", 3, int, minimum=1)
-    check_parameter("RATE", 1, float, minimum=0, exclusive_minimum=True, maximum=1)
+    check_parameter("EPOCHS", 3, int, at_least(1))
+    check_parameter("RATE", 1, float, above(0, maximum=1))
     with pytest.raises(ValueError, match=r"EPOCHS = 0 is out of range: allowed values are >= 1\."):
-        check_parameter("EPOCHS", 0, int, minimum=1)
+        check_parameter("EPOCHS", 0, int, at_least(1))
     with pytest.raises(ValueError, match=r"MASK_RATE = 0.0 is out of range: allowed values are > 0 and <= 1\."):
-        check_parameter("MASK_RATE", 0.0, float, minimum=0, exclusive_minimum=True, maximum=1)
+        check_parameter("MASK_RATE", 0.0, float, above(0, maximum=1))
+    with pytest.raises(ValueError, match=r"DROPOUT = 0.95 is out of range: allowed values are >= 0.0 and <= 0.9\."):
+        check_parameter("DROPOUT", 0.95, float, at_least(0.0, maximum=0.9))
     with pytest.raises(ValueError, match=r"EPOCHS = '3' has type str; it must be a int\."):
         check_parameter("EPOCHS", "3", int)
     with pytest.raises(ValueError, match=r"EPOCHS = True has type bool"):
         check_parameter("EPOCHS", True, int)
-    with pytest.raises(ValueError, match=r"choose one of \['a', 'b'\]"):
-        check_parameter("MODE", "c", str, choices=("a", "b"))
+    with pytest.raises(ValueError, match=r"MODE = 'c' is not allowed: choose one of \['a', 'b'\]\."):
+        check_parameter("MODE", "c", str, ("a", "b"))
+
+
+def _namespace(**values):
+    """A notebook's globals after its parameters cell: the values and their declared types."""
+    return {"__annotations__": {name: type(value) for name, value in values.items()}, **values}
+
+
+def test_check_parameters_checks_every_declared_type_and_each_rule():
+    namespace = _namespace(SEED=42, MODEL_DIM=32, NUM_HEADS=4, DROPOUT=0.1, MODE="a", NORMALIZE_FIRST=False)
+    rules = {"SEED": at_least(0), "NUM_HEADS": divisor_of("MODEL_DIM"), "DROPOUT": at_least(0.0, maximum=0.9),
+             "MODE": ("a", "b")}
+    check_parameters(namespace, rules)
+    # A papermill value replaces the parameters cell's and keeps its declared type: a wrong one fails,
+    # also where no rule names the parameter.
+    with pytest.raises(ValueError, match=r"NORMALIZE_FIRST = 'yes' has type str; it must be a bool\."):
+        check_parameters({**namespace, "NORMALIZE_FIRST": "yes"}, rules)
+    with pytest.raises(ValueError, match=r"SEED = -1 is out of range: allowed values are >= 0\."):
+        check_parameters({**namespace, "SEED": -1}, rules)
+    with pytest.raises(ValueError, match=r"MODE = 'c' is not allowed: choose one of \['a', 'b'\]\."):
+        check_parameters({**namespace, "MODE": "c"}, rules)
+    with pytest.raises(ValueError, match=r"DROPOUT = 1 is out of range"):
+        check_parameters({**namespace, "DROPOUT": 1}, rules)  # an int is accepted for a float, and checked
+
+
+def test_a_divisor_must_be_positive_and_divide_the_other_parameter():
+    rules = {"NUM_HEADS": divisor_of("MODEL_DIM")}
+    with pytest.raises(ValueError, match=r"NUM_HEADS = 3 must divide MODEL_DIM = 32\."):
+        check_parameters(_namespace(MODEL_DIM=32, NUM_HEADS=3), rules)
+    with pytest.raises(ValueError, match=r"NUM_HEADS = 64 must divide MODEL_DIM = 32\."):
+        check_parameters(_namespace(MODEL_DIM=32, NUM_HEADS=64), rules)
+    with pytest.raises(ValueError, match=r"NUM_HEADS = 0 is out of range: allowed values are >= 1\."):
+        check_parameters(_namespace(MODEL_DIM=32, NUM_HEADS=0), rules)
+
+
+def test_a_rule_for_an_undeclared_parameter_is_an_error_not_a_silent_pass():
+    with pytest.raises(ValueError, match=r"EPOCHZ has no declared type"):
+        check_parameters(_namespace(EPOCHS=3), {"EPOCHZ": at_least(1)})
+    with pytest.raises(ValueError, match=r"NUM_HEADS must divide MODEL_DIMS, which is not a declared parameter"):
+        check_parameters(_namespace(MODEL_DIM=32, NUM_HEADS=4), {"NUM_HEADS": divisor_of("MODEL_DIMS")})
+    with pytest.raises(ValueError, match=r"EPOCHS is declared but has no value"):
+        check_parameters({"__annotations__": {"EPOCHS": int}}, {})
+
+
+def test_every_notebook_checks_its_parameters_in_one_call():
+    import json
+
+    for path in notebook_paths():
+        code = ["".join(cell["source"]) for cell in json.loads(path.read_text())["cells"] if cell["cell_type"] == "code"]
+        calls = sum(source.count("check_parameters(globals(),") for source in code)
+        assert calls == 1, path.name
+        assert not any("check_parameter(" in source for source in code), path.name
 
 
 def _declared():
