@@ -4,11 +4,9 @@ How long training runs (learning-rate schedules, time budgets) is for `nbhelpers
 
 Example:
 
->>> set_precision("auto")     # mixed_float16 on a GPU, float32 on a CPU
+>>> set_precision("float32")  # "auto": mixed_float16 on a GPU, float32 on a CPU
 'float32'
 >>> set_seed(42)
->>> history = fit_logged(model, train, validation, epochs=3, log_dir=staging,
-...                      resume_dir="artifacts/.resume/03_encoder", resume_config=config)
 """
 
 import csv

@@ -115,19 +115,6 @@ def test_top_fill_ins_mask_a_whole_word_and_rank_guesses(encoder, hand_vocabular
     assert [p for _, p in results[0][2]] == sorted((p for _, p in results[0][2]), reverse=True)
 
 
-def test_the_warmup_cosine_schedule_rises_to_the_peak_and_ends_at_zero():
-    from nbhelpers.training import learning_rate
-
-    assert learning_rate(5e-4, "constant", 100) == 5e-4
-    rate = learning_rate(1e-3, "warmup_cosine", total_steps=1000)
-    values = [float(rate(step)) for step in range(0, 1001, 10)]
-    assert values[0] == 0 and max(values) == pytest.approx(1e-3) and values[-1] == pytest.approx(0, abs=1e-9)
-    peak = values.index(max(values))
-    assert values[:peak + 1] == sorted(values[:peak + 1]) and values[peak:] == sorted(values[peak:], reverse=True)
-    with pytest.raises(ValueError, match="warmup_cosine"):
-        learning_rate(1e-3, "cyclic", 10)
-
-
 def test_a_pre_layer_norm_encoder_ends_with_a_norm_and_reloads(hand_vocabulary, tmp_path):
     keras.utils.set_random_seed(0)
     encoder = build_encoder(vocabulary_size=len(hand_vocabulary), normalize_first=True, **SMALL)
@@ -178,34 +165,6 @@ def test_masked_token_accuracy_equals_keras_sparse_categorical_accuracy_in_train
                              batch_size=2, epochs=6, verbose=0).history
     np.testing.assert_allclose(history["ours"], history["sparse_categorical_accuracy"], atol=1e-6)
     assert max(history["ours"]) > 0
-
-
-def test_a_time_budget_becomes_steps_measured_without_changing_the_weights(encoder):
-    from nbhelpers.training import seconds_per_step, steps_for_minutes
-
-    pretrainer = build_pretraining_model(encoder, predictions_per_sequence=2)
-    inputs = {"token_ids": _ids([[5, 6, 7, 8]] * 4), "mask_positions": np.array([[0, 1]] * 4, "int32")}
-    batch = (inputs, np.array([[5, 6]] * 4, "int32"), np.ones((4, 2), "float32"))
-    dataset = tf.data.Dataset.from_tensors(batch).repeat()
-    before = [w.copy() for w in pretrainer.get_weights()]
-    seconds = seconds_per_step(pretrainer, dataset, "sparse_categorical_crossentropy", steps=3, warmup_steps=1)
-    assert 0 < seconds < 5
-    for old, new in zip(before, pretrainer.get_weights()):
-        np.testing.assert_array_equal(old, new)
-    # Ten minutes at 0.2 s per step, less ten evaluations of 30 batches at a third of a step.
-    assert steps_for_minutes(10, 0.2, evaluations=10, validation_batches=30) == int((600 - 10 * 30 * 0.2 / 3) / 0.2)
-    assert steps_for_minutes(0.001, 1.0, evaluations=10, validation_batches=30) == 10  # at least one per evaluation
-
-
-def test_a_resumed_time_budget_keeps_the_first_runs_step_count(tmp_path):
-    from nbhelpers.artifacts import write_json
-    from nbhelpers.training import saved_step_plan
-
-    config = {"pretrain_minutes": 20.0, "seed": 1}
-    assert saved_step_plan(tmp_path / "missing", config) is None
-    write_json(tmp_path / "run.json", {**config, "planned_steps": 4321})
-    assert saved_step_plan(tmp_path, config) == 4321
-    assert saved_step_plan(tmp_path, {**config, "seed": 2}) is None  # another run's plan is not reused
 
 
 def test_shuffled_passes_run_whole_passes_end_to_end_in_seeded_orders():
