@@ -1,11 +1,18 @@
 """Parameters: checks inside the notebooks, and the runner's checks against the parameter cells."""
 
+import re
+
 import papermill
 import pytest
 import yaml
 
+from nbhelpers.data import CORPORA
+from nbhelpers.distribution import DISTRIBUTIONS
 from nbhelpers.params import above, at_least, check_parameter, check_parameters, divisor_of
 from nbhelpers.run import PROFILES_DIR, load_profile, notebook_paths, parse_value, split_parameters
+from nbhelpers.schedules import SCHEDULES
+from nbhelpers.training import PRECISIONS
+from nbhelpers.word_vectors import EMBEDDING_STARTS
 
 
 def test_check_parameter_says_what_is_wrong_and_what_is_allowed():
@@ -82,6 +89,15 @@ def _declared():
         for path in notebook_paths()
         for name, spec in papermill.inspect_notebook(str(path)).items()
     }
+
+
+@pytest.mark.parametrize("name, choices", [
+    ("PRECISION", PRECISIONS), ("CORPUS", CORPORA), ("VOCABULARY", ("file", "compute")),
+    ("EMBEDDING_START", EMBEDDING_STARTS), ("PRETRAIN_SCHEDULE", SCHEDULES), ("DISTRIBUTION", DISTRIBUTIONS),
+])
+def test_a_choice_parameters_help_names_every_choice(name, choices):
+    help_text = _declared()[name]["help"]
+    assert [choice for choice in choices if not re.search(rf"\b{choice}\b", help_text)] == [], help_text
 
 
 def test_every_notebook_parameter_is_a_typed_literal_with_help():
