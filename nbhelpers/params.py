@@ -95,9 +95,12 @@ def check_parameters(namespace, rules):
         if isinstance(rules[name], DivisorOf) and rules[name].name not in kinds:
             raise ValueError(f"{name} must divide {rules[name].name}, which is not a declared parameter.")
     for name, kind in kinds.items():
+        kind = TYPE_NAMES.get(kind, kind)
+        if not isinstance(kind, type):  # another cell's annotation, such as `sizes: list[int]`
+            continue
         if name not in namespace:
             raise ValueError(f"{name} is declared but has no value: run the parameters cell first.")
-        check_parameter(name, namespace[name], TYPE_NAMES.get(kind, kind), rules.get(name))
+        check_parameter(name, namespace[name], kind, rules.get(name))
     # Once every value has its type and range: the rules that relate two parameters.
     for name, rule in rules.items():
         if isinstance(rule, DivisorOf) and namespace[rule.name] % namespace[name]:

@@ -42,6 +42,8 @@ def test_check_parameters_checks_every_declared_type_and_each_rule():
     rules = {"SEED": at_least(0), "NUM_HEADS": divisor_of("MODEL_DIM"), "DROPOUT": at_least(0.0, maximum=0.9),
              "MODE": ("a", "b")}
     check_parameters(namespace, rules)
+    # Another cell's annotation that is no plain type is not a parameter.
+    check_parameters({**namespace, "__annotations__": {**namespace["__annotations__"], "sizes": list[int]}}, rules)
     # A papermill value replaces the parameters cell's and keeps its declared type: a wrong one fails,
     # also where no rule names the parameter.
     with pytest.raises(ValueError, match=r"NORMALIZE_FIRST = 'yes' has type str; it must be a bool\."):
