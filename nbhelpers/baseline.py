@@ -26,17 +26,6 @@ def make_multi_hot_vectorizer(train_sentences, max_tokens=4000):
     return vectorizer
 
 
-def multi_hot_dataset(vectorizer, sentences, labels, batch_size, shuffle_seed=None):
-    """A `tf.data` pipeline of `(multi_hot, label)` batches; shuffled each epoch if a seed is given."""
-    import tensorflow as tf
-
-    dataset = tf.data.Dataset.from_tensor_slices((list(sentences), np.asarray(labels, "float32")))
-    if shuffle_seed is not None:
-        dataset = dataset.shuffle(len(sentences), seed=shuffle_seed)
-    dataset = dataset.batch(batch_size).map(lambda text, label: (vectorizer(text), label))
-    return dataset.prefetch(tf.data.AUTOTUNE)
-
-
 def sentence_words(sentences):
     """Each sentence's words as `TextVectorization` sees them (lowercased, punctuation stripped, split on
     whitespace), as ids into one word list: what `multi_hot_columns` and `multi_hot` need, without TensorFlow.

@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from nbhelpers import synthetic
+from nbhelpers.tokenization import PAD, PAD_ID, SPECIAL_TOKENS
 
 SST2_SPLITS = ("train", "dev")
 WIKITEXT_SPLITS = ("train", "valid", "test")
@@ -442,11 +443,11 @@ def load_vocabulary(path):
     for line_number, token in enumerate(tokens, start=1):
         if not token.strip():
             raise DataFormatError(f"{path}, line {line_number}: empty token.")
-    missing = [t for t in synthetic.SPECIAL_TOKENS if t not in tokens]
+    missing = [t for t in SPECIAL_TOKENS if t not in tokens]
     if missing:
         raise DataFormatError(f"{path}: the vocabulary lacks the special tokens {missing}.")
-    if tokens[0] != "[PAD]":
-        raise DataFormatError(f"{path}, line 1: the first token must be [PAD] (id 0), got {tokens[0]!r}.")
+    if tokens[PAD_ID] != PAD:
+        raise DataFormatError(f"{path}, line {PAD_ID + 1}: the first token must be {PAD} (id {PAD_ID}), got {tokens[PAD_ID]!r}.")
     return tokens
 
 

@@ -378,20 +378,19 @@ def read_history(csv_path):
             if key != "epoch" and any(row[key] != "NA" for row in rows)}
 
 
-def compile_classifier(classifier, learning_rate, optimizer=None):
+def compile_classifier(classifier, learning_rate):
     """Compile a sigmoid sentiment classifier for fine-tuning (binary cross-entropy, AdamW).
 
     AdamW as `FusedAdamW`: on TensorFlow, one pass over each variable a step, and where the step
     is not XLA-compiled (`use_xla`: on CPUs) only the rows of the token embedding that the batch
     holds (`lazy_sparse_updates`: a batch of short sentences holds a few hundred of its 30,522,
     and a pass over all 3.9M parameters was a fifth of a CPU step; under XLA the lazy update was
-    5x slower). `optimizer` replaces it (`learning_rate` is then unused), as `bench/` does with
-    the guide's `keras.optimizers.AdamW`.
+    5x slower).
     """
     xla = use_xla()
     classifier.compile(
         loss="binary_crossentropy",
-        optimizer=optimizer or FusedAdamW(learning_rate, lazy_sparse_updates=not xla),
+        optimizer=FusedAdamW(learning_rate, lazy_sparse_updates=not xla),
         metrics=["accuracy"],
         jit_compile=xla,
     )
