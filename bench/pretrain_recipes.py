@@ -34,8 +34,8 @@ import keras
 import matplotlib.pyplot as plt
 import numpy as np
 
-from nbhelpers.data import find_vocabulary, load_corpus, resolve_data_dir
 from nbhelpers.batches import mlm_dataset
+from nbhelpers.data import find_vocabulary, load_corpus, resolve_data_dir
 from nbhelpers.masking import make_mask_generator
 from nbhelpers.metrics import MaskedTokenAccuracy
 from nbhelpers.models import build_encoder, build_pretraining_model

@@ -2,7 +2,7 @@
 
 Issue 8's lever: an encoder that learns more per CPU minute. This pretrains the `cpu` profile's
 encoder (the same 3 x 128 blocks, vocabulary, packed 64-token sequences, learning-rate schedule
-and wall-clock budget, `params/cpu.yaml`) with `nbhelpers.replaced_token_detection` instead of
+and wall-clock budget, `params/cpu.yaml`) with `benchlib.ReplacedTokenDetection` instead of
 notebook 03's MLM: a one-layer generator sharing the encoder's embedding fills the masked
 positions, and the encoder learns to spot the replaced tokens at every position. Then it draws
 notebook 04's label-budget curve (`nbhelpers.label_budget`, the profile's budgets and seeds, so

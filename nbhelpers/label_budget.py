@@ -30,10 +30,8 @@ import time
 import keras
 import numpy as np
 
-from nbhelpers.baseline import (
-    build_baseline_model, make_multi_hot_vectorizer, multi_hot, multi_hot_columns, multi_hot_dataset,
-)
-from nbhelpers.batches import NumpyBatches, classification_batches, in_order
+from nbhelpers.baseline import build_baseline_model, make_multi_hot_vectorizer, multi_hot, multi_hot_columns
+from nbhelpers.batches import NumpyBatches, classification_batches, in_order, multi_hot_dataset
 from nbhelpers.data import sample_labelled
 from nbhelpers.models import EMBEDDING_LAYER
 from nbhelpers.training import TrainingProgress, binary_accuracy, compile_classifier, repeated_epochs, set_seed

@@ -4,8 +4,27 @@ import keras
 import numpy as np
 import pytest
 
-from nbhelpers.baseline import build_baseline_model, make_multi_hot_vectorizer
+from nbhelpers.baseline import (
+    build_baseline_model, make_multi_hot_vectorizer, multi_hot, multi_hot_columns, sentence_words, split_rows,
+)
 from nbhelpers.batches import multi_hot_dataset
+
+
+SENTENCES = [
+    "A gripping, heartfelt film!", "the FILM is not dull ... it's wonderful", "Café's crème brûlée -- délicieux",
+    "it 's a film , a film , a FILM", "", "   ", "n't", "5 stars / 10 : \"great\"", "wonderful wonderful dull",
+    "The soundtrack (by A. R. Rahman) is great; the plot isn't.", "ÉCLAIR and eclair", "tab\tseparated\nlines",
+]
+
+
+def _compare_multi_hot(train, dev, max_tokens):
+    words, word_ids, counts = sentence_words(train + dev)
+    rows = split_rows(word_ids, counts)
+    columns, size = multi_hot_columns(rows[: len(train)], words, max_tokens)
+    vectorizer = make_multi_hot_vectorizer(train, max_tokens)
+    assert size == vectorizer.vocabulary_size()
+    for sentences, part in ((train, rows[: len(train)]), (dev, rows[len(train):])):
+        np.testing.assert_array_equal(multi_hot(part, columns, size), np.asarray(vectorizer(sentences)))
 
 
 def test_baseline_round_trip_and_shapes(tmp_path):

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from nbhelpers.baseline import make_multi_hot_vectorizer, multi_hot, multi_hot_columns, sentence_words, split_rows
+from nbhelpers.baseline import sentence_words, split_rows
 from nbhelpers.batches import NumpyBatches, bucketed_batches, classification_batches, classification_dataset, mlm_dataset
 from nbhelpers.masking import make_mask_generator
 from nbhelpers.tokenization import bucket_lengths, make_tokenizer
@@ -73,23 +73,6 @@ def test_shuffled_numpy_passes_hold_every_row_once_in_a_new_seeded_order():
 def test_classification_batches_are_tf_datas_where_tensorflow_is_installed():
     ids, labels = _token_ids()
     assert type(classification_batches(ids, labels, 8, bucketed=True)).__module__.startswith("tensorflow")
-
-
-SENTENCES = [
-    "A gripping, heartfelt film!", "the FILM is not dull ... it's wonderful", "Café's crème brûlée -- délicieux",
-    "it 's a film , a film , a FILM", "", "   ", "n't", "5 stars / 10 : \"great\"", "wonderful wonderful dull",
-    "The soundtrack (by A. R. Rahman) is great; the plot isn't.", "ÉCLAIR and eclair", "tab\tseparated\nlines",
-]
-
-
-def _compare_multi_hot(train, dev, max_tokens):
-    words, word_ids, counts = sentence_words(train + dev)
-    rows = split_rows(word_ids, counts)
-    columns, size = multi_hot_columns(rows[: len(train)], words, max_tokens)
-    vectorizer = make_multi_hot_vectorizer(train, max_tokens)
-    assert size == vectorizer.vocabulary_size()
-    for sentences, part in ((train, rows[: len(train)]), (dev, rows[len(train):])):
-        np.testing.assert_array_equal(multi_hot(part, columns, size), np.asarray(vectorizer(sentences)))
 
 
 def test_the_package_imports_without_tensorflow_and_notebook_02_says_it_needs_it(without_tensorflow):
@@ -224,6 +207,10 @@ def test_whole_batches_only_for_devices_that_split_them(bucketed):
 
     buckets = len(bucket_lengths(64)) if bucketed else 1
     assert 300 - 16 * buckets < sum(sizes) <= 300
+
+
+def _tokenizer(hand_vocabulary, length=8):
+    return make_tokenizer(hand_vocabulary, sequence_length=length)
 
 
 def test_each_epoch_draws_new_masks(hand_vocabulary):

@@ -4,7 +4,6 @@ import pytest
 import tensorflow as tf
 
 from nbhelpers.models import EMBEDDING_LAYER, build_classifier, build_encoder, build_pretraining_model
-from nbhelpers.tokenization import make_tokenizer
 
 SMALL = dict(sequence_length=16, num_layers=2, model_dim=16, num_heads=2, intermediate_dim=32, dropout=0.1)
 
