@@ -1,12 +1,12 @@
 """The guide's bag-of-words baseline: multi-hot word vectors -> one sigmoid unit.
 
-Example:
+Usage (names as in the notebooks):
 
->>> vectorizer = make_multi_hot_vectorizer(train_sentences, max_tokens=4000)
->>> train = multi_hot_dataset(vectorizer, train_sentences, train_labels, 32, shuffle_seed=0)
->>> model = build_baseline_model(vectorizer.vocabulary_size())
->>> text_model = build_text_baseline(vectorizer, model)  # after training: raw strings in
->>> text_model.save("bag_of_words.keras")
+    vectorizer = make_multi_hot_vectorizer(train_sentences, max_tokens=4000)
+    train = multi_hot_dataset(vectorizer, train_sentences, train_labels, 32, shuffle_seed=0)
+    model = build_baseline_model(vectorizer.vocabulary_size())
+    text_model = build_text_baseline(vectorizer, model)  # after training: raw strings in
+    text_model.save("bag_of_words.keras")
 """
 
 import keras

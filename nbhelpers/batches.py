@@ -12,11 +12,11 @@ the compiled step (`nbhelpers.masking.SelfMaskingMLM`, equal to the
 `tf.data` masks) and the fine-tuning batches are bucketed by length as `tf.data` buckets them,
 in a seeded NumPy order. The choice depends only on whether TensorFlow imports, not on the backend.
 
-Example:
+Usage (names as in the notebooks):
 
->>> train, valid = mlm_batches(tokenizer, train_tokens, valid_tokens, 32, 0.2, 16, seed=42)
->>> trainer = masked_lm_trainer(pretrainer, train)  # the pretrainer, or it masking its own batches
->>> train_ds = classification_batches(token_ids, labels, 32, shuffle_seed=42, bucketed=True)
+    train, valid = mlm_batches(tokenizer, train_tokens, valid_tokens, 32, 0.2, 16, seed=42)
+    trainer = masked_lm_trainer(pretrainer, train)  # the pretrainer, or it masking its own batches
+    train_ds = classification_batches(token_ids, labels, 32, shuffle_seed=42, bucketed=True)
 """
 
 import dataclasses
@@ -145,10 +145,10 @@ def classification_batches(token_ids, labels, batch_size, shuffle_seed=None, buc
     bucketed), their passes shuffled by NumPy's generator from `shuffle_seed`. Arguments as
     `classification_dataset`'s.
 
-    Example:
+    Usage (names as in the notebooks):
 
-    >>> train = classification_batches(token_ids, labels, 32, shuffle_seed=42, bucketed=True)
-    >>> repeated, steps_per_epoch = repeated_epochs(train)  # nbhelpers.training
+        train = classification_batches(token_ids, labels, 32, shuffle_seed=42, bucketed=True)
+        repeated, steps_per_epoch = repeated_epochs(train)  # nbhelpers.training
     """
     if _tf_data():
         return classification_dataset(token_ids, labels, batch_size, shuffle_seed=shuffle_seed, bucketed=bucketed,

@@ -1,23 +1,8 @@
 """Loaders for the series' data, in the formats the real datasets use.
 
-A data folder (`DATA_DIR` in notebook 01) is laid out as::
-
-    sst2/train.tsv, sst2/dev.tsv         GLUE SST-2: a `sentence<TAB>label` header, then rows
-    vocab/<one file>.txt                 a BERT-style WordPiece vocabulary, one token per line
-    wikitext-103/wiki.train.raw, ...     WikiText raw (or `wikitext-2/`, or `wikitext/`; the
-                                         tokenized `wiki.*.tokens` files are read too)
-    corpus/movie_reviews.zip             optional: Pang & Lee's 2,000 movie reviews (NLTK's zip),
-                                         unlabelled in-domain text for pretraining
-    corpus/{brown,abc,webtext}.zip       optional: general-domain English (NLTK's zips: the Brown
-                                         Corpus, ABC transcripts, web text), read by
-                                         `load_brown`, `load_abc`, `load_webtext` for the
-                                         `general` corpora of notebook 02
-    sentiment/*.zip, sentiment/*.tsv     optional: labelled sentences from outside films, an
-                                         out-of-domain check that notebook 05 scores zero-shot
-                                         (never trained or tuned on): Hu & Liu's product reviews
-                                         as NLTK distributes them (`product_reviews_{1,2}.zip`,
-                                         read by `load_hu_liu_reviews`), or any
-                                         `sentence<TAB>label` file (`load_labelled_tsv`)
+A data folder (`DATA_DIR` in notebook 01) holds SST-2, a WordPiece vocabulary, WikiText and optional
+corpora, laid out as docs/data.md describes (the one description of the layout). Each loader names
+the files it reads.
 
 `nbhelpers.acquire` downloads these into a data folder.
 

@@ -253,12 +253,14 @@ class SelfMaskingMLM(keras.Model):
 
     Example:
 
-    >>> encoder = build_encoder(vocabulary_size=1000, sequence_length=64, num_layers=1,
+    >>> from nbhelpers.models import build_encoder, build_pretraining_model
+    >>> encoder = build_encoder(vocabulary_size=100, sequence_length=16, num_layers=1,
     ...                         model_dim=16, num_heads=2, intermediate_dim=32, dropout=0.1)
-    >>> model = SelfMaskingMLM(build_pretraining_model(encoder, predictions_per_sequence=8),
+    >>> model = SelfMaskingMLM(build_pretraining_model(encoder, predictions_per_sequence=4),
     ...                        mask_token_id=4, unselectable_ids=(0, 2, 3), mask_rate=0.2, seed=1)
     >>> model.compile(optimizer="adam")
-    >>> history = model.fit(token_ids, batch_size=32, epochs=2)  # int array (n, 64), no labels
+    >>> token_ids = np.random.default_rng(0).integers(5, 100, size=(64, 16))  # no labels: it masks them
+    >>> history = model.fit(token_ids, batch_size=32, epochs=2, verbose=0)
     >>> sorted(history.history)
     ['loss', 'sparse_categorical_accuracy']
     >>> encoder.save("encoder.keras")

@@ -13,11 +13,13 @@ model pretrained on reviews puts more weight on "great" than on "terrible". Fine
 comparison (pattern-exploiting training, Schick & Schütze 2021; LM-BFF, Gao et al. 2021)
 starts from the pretrained head's knowledge instead of from zero, and needs no new weights.
 
-Example:
+Usage (names as in the notebooks):
 
->>> prompt = Prompt.parse(tokenizer, "it was [MASK] .", "terrible,great")
->>> classifier = build_prompt_classifier(encoder, pretrainer.get_layer("mlm_head"), prompt)
->>> classifier(prompt.apply(tokenize_texts(tokenizer, ["a gripping film"])))  # P(positive)
+    for text, answer, guesses in top_fill_ins(pretrainer, tokenizer, ["the film was very good ."]):
+        print(text, answer, guesses)  # the film [MASK] very good . was [('was', ...), ...]
+    prompt = Prompt.parse(tokenizer, "it was [MASK] .", "terrible,great")
+    classifier = build_prompt_classifier(encoder, pretrainer.get_layer("mlm_head"), prompt)
+    classifier(prompt.apply(tokenize_texts(tokenizer, ["a gripping film"])))  # P(positive)
 """
 
 import dataclasses
