@@ -233,21 +233,6 @@ def saved_step_plan(resume_dir, resume_config, key="planned_steps"):
     return steps
 
 
-def shuffled_passes(rows, needed, seed):
-    """Row indices for `needed` examples: whole passes over `rows` rows end to end, each in a new seeded order.
-
-    For `fit` on an in-memory array with `steps_per_epoch` shorter than a pass: Keras keeps one
-    iterator over the array across such epochs and ends an epoch early where it runs dry, so give
-    it every step's rows in advance (`fit(array[shuffled_passes(...)], shuffle=False)`).
-
-    >>> shuffled_passes(4, 6, seed=0).tolist()
-    [2, 0, 1, 3, 3, 2]
-    """
-    rng = np.random.default_rng(seed)
-    passes = -(-needed // rows)
-    return np.concatenate([rng.permutation(rows) for _ in range(passes)])[:needed]
-
-
 def repeated_epochs(dataset):
     """`(dataset.repeat(), batches per pass)`: train for epochs on one iterator.
 
