@@ -200,7 +200,7 @@ def guide_pretraining_data(tokenizer, paragraphs):
 def pretraining_model(vocabulary_size, side):
     blocks = dict(PRETRAINING_BLOCKS[side])
     use_padding_mask = blocks.pop("use_padding_mask")
-    encoder = rewire_encoder(build_encoder(vocabulary_size, SEQUENCE_LENGTH, **MODEL, **blocks), use_padding_mask)
+    encoder = rewire_encoder(build_encoder(vocabulary_size, SEQUENCE_LENGTH, **{**MODEL, **blocks}), use_padding_mask)
     model = build_pretraining_model(encoder, PREDICTIONS)
     # The MLM accuracy each side logs: the guide's Keras metric, notebook 03's one-pass equivalent.
     accuracy = "sparse_categorical_accuracy" if side == "guide" else MaskedTokenAccuracy(name="sparse_categorical_accuracy")
