@@ -33,7 +33,7 @@ def speed():
 def test_the_benchmark_runs_and_reports_both_sides(speed, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the synthetic data is generated under ./artifacts
     out = tmp_path / "speed.json"
-    speed.main(["--warmup-steps", "1", "--pretrain-steps", "2", "--finetune-examples", "128",
+    speed.main(["--warmup-steps", "1", "--pretrain-steps", "2", "--pretrain-rounds", "1", "--finetune-examples", "128",
                 "--finetune-epochs", "1", "--chunks", "2", "--out", str(out)])
     results = json.loads(out.read_text())
     assert results["machine"]["cpu"]  # ratios differ between CPUs: the record names its own
