@@ -55,8 +55,7 @@ def prepare(args):
     from nbhelpers.label_budget import (
         CurveSettings, LabelledSplits, epochs_for, fine_tune_bag_of_words, split_validation,
     )
-    from nbhelpers.synthetic import SPECIAL_TOKENS
-    from nbhelpers.tokenization import make_tokenizer, tokenize_texts
+    from nbhelpers.tokenization import SPECIAL_TOKENS, make_tokenizer, tokenize_texts
     from nbhelpers.word_vectors import cooccurrence_vectors
 
     params = yaml.safe_load(Path(args.params).read_text())
@@ -102,10 +101,11 @@ def pretrain(mlm_data, params, steps, batch, seed, start_vectors=None):
     import jax
     import keras
 
+    from benchlib import shuffled_passes
     from gpu_step import initial_state, jitted_train_step, self_masking_mlm
     from nbhelpers.models import build_encoder
     from nbhelpers.schedules import learning_rate
-    from nbhelpers.training import set_seed, shuffled_passes
+    from nbhelpers.training import set_seed
     from nbhelpers.word_vectors import start_token_embedding
 
     config = json.loads((Path(mlm_data) / "config.json").read_text())

@@ -47,19 +47,25 @@ import keras_hub  # noqa: E402
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
-from nbhelpers.accelerator_masking import SelfMaskingMLM  # noqa: E402
+from nbhelpers.masking import SelfMaskingMLM  # noqa: E402
 from nbhelpers.models import build_encoder, build_pretraining_model  # noqa: E402
 from nbhelpers.schedules import learning_rate  # noqa: E402
-from nbhelpers.training import set_seed, shuffled_passes  # noqa: E402
+from nbhelpers.tokenization import MASK, NEVER_MASKED, SPECIAL_TOKENS  # noqa: E402
+from nbhelpers.training import set_seed  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchlib.py, beside this script: bench/ is no package
+from benchlib import logits_pretraining_model, shuffled_passes  # noqa: E402
 
 GUIDE_MODEL = dict(num_layers=3, model_dim=128, num_heads=2, intermediate_dim=512)
 # The guide's recipe (post-layer-norm, dropout 0.1) and the cpu profile's (pre-layer-norm, no dropout).
 RECIPES = {"guide": dict(dropout=0.1, normalize_first=False), "ours": dict(dropout=0.0, normalize_first=True)}
 # The MLM head: a float32 softmax (notebook 03's), or logits in the global policy's dtype with the
 # log-softmax in the loss (half the bytes of the vocabulary-wide tensors under mixed precision).
-HEADS = {"softmax": dict(activation="softmax", head_dtype="float32"), "logits": dict(activation=None, head_dtype=None)}
-SPECIAL_IDS = (0, 1, 2, 3, 4)  # [PAD], [UNK], [CLS], [SEP], [MASK] in both vocabularies
-PAD_ID, CLS_ID, SEP_ID, MASK_ID = 0, 2, 3, 4
+HEADS = {"softmax": build_pretraining_model, "logits": logits_pretraining_model}
+# Both vocabularies start with the special tokens, so their ids are their places in that list.
+SPECIAL_IDS = tuple(range(len(SPECIAL_TOKENS)))
+NEVER_MASKED_IDS = tuple(SPECIAL_TOKENS.index(token) for token in NEVER_MASKED)
+MASK_ID = SPECIAL_TOKENS.index(MASK)
 
 
 def training_flops_per_sequence(length, predictions, vocabulary_size, num_layers, model_dim, intermediate_dim,
@@ -82,8 +88,8 @@ def training_flops_per_sequence(length, predictions, vocabulary_size, num_layers
 
 
 def self_masking_mlm(encoder, predictions, head, mask_rate=0.2, seed=0):
-    return SelfMaskingMLM(build_pretraining_model(encoder, predictions, **HEADS[head]), mask_token_id=MASK_ID,
-                          unselectable_ids=(PAD_ID, CLS_ID, SEP_ID), mask_rate=mask_rate, seed=seed,
+    return SelfMaskingMLM(HEADS[head](encoder, predictions), mask_token_id=MASK_ID,
+                          unselectable_ids=NEVER_MASKED_IDS, mask_rate=mask_rate, seed=seed,
                           from_logits=head == "logits")
 
 

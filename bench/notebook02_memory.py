@@ -21,8 +21,8 @@ from pathlib import Path
 
 import psutil
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # machine.py, beside this script: bench/ is no package
-from machine import describe_machine  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchlib.py, beside this script: bench/ is no package
+from benchlib import describe_machine  # noqa: E402
 from nbhelpers.artifacts import write_json  # noqa: E402
 from nbhelpers.data import WIKITEXT_MIN_CHARS  # noqa: E402
 from nbhelpers.run import load_profile, notebook_paths, run_series  # noqa: E402

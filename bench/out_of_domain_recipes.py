@@ -46,11 +46,12 @@ from nbhelpers.finetune_recipes import WeightAveraging, parse_recipe, prepare_re
 from nbhelpers.models import build_classifier
 from nbhelpers.out_of_domain import score_out_of_domain
 from nbhelpers.run import load_profile
-from nbhelpers.tokenization import classification_dataset, make_tokenizer, tokenize_texts
+from nbhelpers.batches import classification_dataset
+from nbhelpers.tokenization import make_tokenizer, tokenize_texts
 from nbhelpers.training import binary_accuracy, compile_classifier, fit_logged, repeated_epochs, set_precision, set_seed
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # machine.py, beside this script: bench/ is no package
-from machine import describe_machine  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchlib.py, beside this script: bench/ is no package
+from benchlib import describe_machine  # noqa: E402
 
 
 def fine_tune_and_score(source, recipe, seed, data, settings, log=print):

@@ -34,16 +34,17 @@ import keras
 import matplotlib.pyplot as plt
 import numpy as np
 
+from nbhelpers.batches import mlm_dataset
 from nbhelpers.data import find_vocabulary, load_corpus, resolve_data_dir
-from nbhelpers.masking import make_mask_generator, mlm_dataset
+from nbhelpers.masking import make_mask_generator
 from nbhelpers.metrics import MaskedTokenAccuracy
 from nbhelpers.models import build_encoder, build_pretraining_model
 from nbhelpers.schedules import learning_rate, seconds_per_step, steps_for_minutes
 from nbhelpers.tokenization import compute_vocabulary, make_tokenizer, pack_texts, tokenize_texts
 from nbhelpers.training import WallClock, set_seed, use_xla
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # machine.py, beside this script: bench/ is no package
-from machine import describe_machine  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchlib.py, beside this script: bench/ is no package
+from benchlib import describe_machine  # noqa: E402
 
 MODEL = dict(num_layers=3, model_dim=128, num_heads=2, intermediate_dim=512)
 GUIDE_PIECE_WORDS = 100

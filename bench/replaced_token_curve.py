@@ -2,7 +2,7 @@
 
 Issue 8's lever: an encoder that learns more per CPU minute. This pretrains the `cpu` profile's
 encoder (the same 3 x 128 blocks, vocabulary, packed 64-token sequences, learning-rate schedule
-and wall-clock budget, `params/cpu.yaml`) with `nbhelpers.replaced_token_detection` instead of
+and wall-clock budget, `params/cpu.yaml`) with `benchlib.ReplacedTokenDetection` instead of
 notebook 03's MLM: a one-layer generator sharing the encoder's embedding fills the masked
 positions, and the encoder learns to spot the replaced tokens at every position. Then it draws
 notebook 04's label-budget curve (`nbhelpers.label_budget`, the profile's budgets and seeds, so
@@ -18,6 +18,7 @@ Run it alone on an idle machine: the budget becomes a step count from a timed ca
 
 import argparse
 import json
+import sys
 import tempfile
 from pathlib import Path
 
@@ -29,21 +30,24 @@ import yaml
 from nbhelpers.data import load_sst2, resolve_data_dir
 from nbhelpers.label_budget import ARMS, CurveSettings, LabelledSplits, TransformerArm, label_budget_curve, summarize
 from nbhelpers.models import EMBEDDING_LAYER, build_classifier, build_encoder
-from nbhelpers.replaced_token_detection import ReplacedTokenDetection
 from nbhelpers.schedules import learning_rate, seconds_per_step, steps_for_minutes
-from nbhelpers.tokenization import make_tokenizer, tokenize_texts
-from nbhelpers.training import WallClock, set_seed, shuffled_passes
+from nbhelpers.tokenization import MASK, NEVER_MASKED, make_tokenizer, tokenize_texts
+from nbhelpers.training import WallClock, set_seed
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchlib.py, beside this script: bench/ is no package
+from benchlib import ReplacedTokenDetection, rewire_encoder, shuffled_passes  # noqa: E402
 
 EVALUATIONS = 10
 
 
 def new_encoder(params, config, num_layers=None, intermediate_dim=None, embedding=None):
     """The profile's encoder (or, with the overrides, the generator's), newly initialised."""
-    return build_encoder(
+    encoder = build_encoder(
         config["vocabulary_size"], config["sequence_length"], num_layers=num_layers or params["NUM_LAYERS"],
         model_dim=params["MODEL_DIM"], num_heads=params["NUM_HEADS"],
         intermediate_dim=intermediate_dim or params["INTERMEDIATE_DIM"], dropout=params["DROPOUT"],
-        normalize_first=params["NORMALIZE_FIRST"], embedding=embedding)
+        normalize_first=params["NORMALIZE_FIRST"])
+    return encoder if embedding is None else rewire_encoder(encoder, embedding=embedding)
 
 
 def build_models(params, config, generator_layers, generator_intermediate_dim, discriminator_weight, tokenizer):
@@ -51,9 +55,9 @@ def build_models(params, config, generator_layers, generator_intermediate_dim, d
     encoder = new_encoder(params, config)
     generator = new_encoder(params, config, generator_layers, generator_intermediate_dim,
                             embedding=encoder.get_layer(EMBEDDING_LAYER))
-    special = [tokenizer.token_to_id(token) for token in ("[PAD]", "[CLS]", "[SEP]")]
+    special = [tokenizer.token_to_id(token) for token in NEVER_MASKED]
     model = ReplacedTokenDetection(encoder, generator, config["predictions_per_sequence"],
-                                   mask_token_id=tokenizer.token_to_id("[MASK]"), unselectable_ids=special,
+                                   mask_token_id=tokenizer.token_to_id(MASK), unselectable_ids=special,
                                    mask_rate=config["mask_rate"], discriminator_weight=discriminator_weight,
                                    seed=params["SEED"])
     return encoder, model

@@ -57,14 +57,15 @@ import numpy as np
 import tensorflow as tf
 
 from nbhelpers.data import find_vocabulary, load_sst2, load_wikitext, resolve_data_dir
-from nbhelpers.masking import make_mask_generator, mlm_dataset
+from nbhelpers.batches import classification_dataset, mlm_dataset
+from nbhelpers.masking import make_mask_generator
 from nbhelpers.metrics import MaskedTokenAccuracy
 from nbhelpers.models import build_classifier, build_encoder, build_pretraining_model
-from nbhelpers.tokenization import classification_dataset, make_tokenizer, pack_texts, tokenize_texts
+from nbhelpers.tokenization import make_tokenizer, pack_texts, tokenize_texts
 from nbhelpers.training import binary_accuracy, compile_classifier, repeated_epochs, set_seed, use_xla
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # machine.py, beside this script: bench/ is no package
-from machine import describe_machine  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchlib.py, beside this script: bench/ is no package
+from benchlib import compile_with_optimizer, describe_machine, rewire_encoder  # noqa: E402
 
 MODEL = dict(num_layers=3, model_dim=128, num_heads=2, intermediate_dim=512, dropout=0.1)
 # How each side pretrains that model: the guide's blocks, and the cpu profile's (params/cpu.yaml).
@@ -197,7 +198,9 @@ def guide_pretraining_data(tokenizer, paragraphs):
 
 
 def pretraining_model(vocabulary_size, side):
-    encoder = build_encoder(vocabulary_size, SEQUENCE_LENGTH, **{**MODEL, **PRETRAINING_BLOCKS[side]})
+    blocks = dict(PRETRAINING_BLOCKS[side])
+    use_padding_mask = blocks.pop("use_padding_mask")
+    encoder = rewire_encoder(build_encoder(vocabulary_size, SEQUENCE_LENGTH, **{**MODEL, **blocks}), use_padding_mask)
     model = build_pretraining_model(encoder, PREDICTIONS)
     # The MLM accuracy each side logs: the guide's Keras metric, notebook 03's one-pass equivalent.
     accuracy = "sparse_categorical_accuracy" if side == "guide" else MaskedTokenAccuracy(name="sparse_categorical_accuracy")
@@ -247,7 +250,7 @@ def time_pipeline(dataset, steps, turns):
 
 
 def guide_classifier(vocabulary_size):
-    encoder = build_encoder(vocabulary_size, SEQUENCE_LENGTH, use_padding_mask=False, **MODEL)
+    encoder = rewire_encoder(build_encoder(vocabulary_size, SEQUENCE_LENGTH, **MODEL), use_padding_mask=False)
     token_ids = keras.Input(shape=(None,), dtype="int32")
     pooled = keras.layers.GlobalAveragePooling1D()(encoder(token_ids))  # padding included
     outputs = keras.layers.Dense(1, activation="sigmoid")(pooled)
@@ -372,8 +375,10 @@ def finetuning_side(side, tokenizer, train, dev, initial_weights, epochs, target
         dev_data = classification_dataset(dev_tokens, dev_labels, FINETUNE_BATCH, bucketed=True)
     model.set_weights(initial_weights)  # both sides start from the same point
     # The guide updates with Keras's AdamW; ours with compile_classifier's lazy `FusedAdamW`.
-    guide_optimizer = keras.optimizers.AdamW(FINETUNE_LEARNING_RATE) if side == "guide" else None
-    compile_classifier(model, FINETUNE_LEARNING_RATE, guide_optimizer)
+    if side == "guide":
+        compile_with_optimizer(model, keras.optimizers.AdamW(FINETUNE_LEARNING_RATE))
+    else:
+        compile_classifier(model, FINETUNE_LEARNING_RATE)
     result = time_finetuning(model, train_data, dev_data, epochs, target, turns)
     if prepare_seconds is not None:
         result["one_time_tokenize_seconds"] = prepare_seconds

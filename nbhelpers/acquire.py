@@ -21,11 +21,10 @@ Layout written inside `data_dir`::
 Downloads are cached (by default in the user cache folder, `pooch.os_cache("nbhelpers")`), so
 deleting `data_dir` and fetching again re-extracts without downloading.
 
-Example:
+Usage (names as in the notebooks):
 
->>> report = fetch("sst2", "data")                       # doctest: +SKIP
->>> report.paths
-[PosixPath('.../data/sst2/train.tsv'), PosixPath('.../data/sst2/dev.tsv')]
+    report = fetch("sst2", "data")
+    report.paths
 
 From a shell::
 

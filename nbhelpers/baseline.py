@@ -1,12 +1,12 @@
 """The guide's bag-of-words baseline: multi-hot word vectors -> one sigmoid unit.
 
-Example:
+Usage (names as in the notebooks):
 
->>> vectorizer = make_multi_hot_vectorizer(train_sentences, max_tokens=4000)
->>> train = multi_hot_dataset(vectorizer, train_sentences, train_labels, 32, shuffle_seed=0)
->>> model = build_baseline_model(vectorizer.vocabulary_size())
->>> text_model = build_text_baseline(vectorizer, model)  # after training: raw strings in
->>> text_model.save("bag_of_words.keras")
+    vectorizer = make_multi_hot_vectorizer(train_sentences, max_tokens=4000)
+    train = multi_hot_dataset(vectorizer, train_sentences, train_labels, 32, shuffle_seed=0)
+    model = build_baseline_model(vectorizer.vocabulary_size())
+    text_model = build_text_baseline(vectorizer, model)  # after training: raw strings in
+    text_model.save("bag_of_words.keras")
 """
 
 import keras
@@ -24,17 +24,6 @@ def make_multi_hot_vectorizer(train_sentences, max_tokens=4000):
     vectorizer = keras.layers.TextVectorization(max_tokens=max_tokens, output_mode="multi_hot")
     vectorizer.adapt(tf.constant(list(train_sentences)))
     return vectorizer
-
-
-def multi_hot_dataset(vectorizer, sentences, labels, batch_size, shuffle_seed=None):
-    """A `tf.data` pipeline of `(multi_hot, label)` batches; shuffled each epoch if a seed is given."""
-    import tensorflow as tf
-
-    dataset = tf.data.Dataset.from_tensor_slices((list(sentences), np.asarray(labels, "float32")))
-    if shuffle_seed is not None:
-        dataset = dataset.shuffle(len(sentences), seed=shuffle_seed)
-    dataset = dataset.batch(batch_size).map(lambda text, label: (vectorizer(text), label))
-    return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def sentence_words(sentences):

@@ -1,19 +1,22 @@
-"""The training notebooks' batches from token arrays: `tf.data` where TensorFlow is installed, NumPy where not.
+"""The three tasks' datasets: the bag of words', the MLM's and the classifier's; `tf.data`, or NumPy without TensorFlow.
+
+The `tf.data` pipelines: `multi_hot_dataset` (notebook 01's baseline), `mlm_dataset` (notebook
+02 and 03's masked batches) and `classification_dataset` (fine-tuning, length-bucketed).
 
 Notebooks 03 and 04 read token arrays that notebook 02 wrote (where TensorFlow is). Where
 TensorFlow imports (`nbhelpers.tensorflow_available`), they keep their `tf.data` pipelines: the
 masks drawn in `tf.data` (`nbhelpers.masking`) and the length buckets of
 `tf.data.Dataset.bucket_by_sequence_length`. Where it does not (a JAX-only TPU VM or GPU image,
 `KERAS_BACKEND=jax`), the same batches come from NumPy (`NumpyBatches`): the masks are drawn inside
-the compiled step (`nbhelpers.accelerator_masking.SelfMaskingMLM`, statistically equal to the
+the compiled step (`nbhelpers.masking.SelfMaskingMLM`, equal to the
 `tf.data` masks) and the fine-tuning batches are bucketed by length as `tf.data` buckets them,
 in a seeded NumPy order. The choice depends only on whether TensorFlow imports, not on the backend.
 
-Example:
+Usage (names as in the notebooks):
 
->>> train, valid = mlm_batches(tokenizer, train_tokens, valid_tokens, 32, 0.2, 16, seed=42)
->>> trainer = masked_lm_trainer(pretrainer, train)  # the pretrainer, or it masking its own batches
->>> train_ds = classification_batches(token_ids, labels, 32, shuffle_seed=42, bucketed=True)
+    train, valid = mlm_batches(tokenizer, train_tokens, valid_tokens, 32, 0.2, 16, seed=42)
+    trainer = masked_lm_trainer(pretrainer, train)  # the pretrainer, or it masking its own batches
+    train_ds = classification_batches(token_ids, labels, 32, shuffle_seed=42, bucketed=True)
 """
 
 import dataclasses
@@ -23,11 +26,15 @@ import keras
 import numpy as np
 
 from nbhelpers import tensorflow_available
-from nbhelpers.tokenization import bucket_lengths
+from nbhelpers.artifacts import require_artifact
+from nbhelpers.baseline import sentence_words, split_rows
+from nbhelpers.data import load_sst2, sample_labelled
+from nbhelpers.distribution import multi_worker_job
+from nbhelpers.masking import SelfMaskingMLM, make_mask_generator, mask_batch
+from nbhelpers.tokenization import MASK, NEVER_MASKED, PAD_ID, bucket_lengths, tokenize_texts
 
 # Notebook 02 writes SST-2, tokenized, into its artifact for notebook 04 (`labelled_sst2`).
 SST2_ARRAYS = "sst2.npz"
-MASK_SPECIALS_NEVER_CHOSEN = ("[PAD]", "[CLS]", "[SEP]")
 
 
 class NumpyBatches(keras.utils.PyDataset):
@@ -125,7 +132,7 @@ def bucketed_batches(token_ids, labels, batch_size, shuffle_seed=None, drop_rema
     """
     token_ids = np.asarray(token_ids, "int32")
     buckets = bucket_lengths(token_ids.shape[1])
-    real_lengths = np.max(np.where(token_ids != 0, np.arange(1, token_ids.shape[1] + 1), 0), axis=1)
+    real_lengths = np.max(np.where(token_ids != PAD_ID, np.arange(1, token_ids.shape[1] + 1), 0), axis=1)
     plan = functools.partial(_by_length, buckets, np.searchsorted(buckets, real_lengths), batch_size, drop_remainder)
     return NumpyBatches((token_ids, np.asarray(labels, "float32")), plan, shuffle_seed)
 
@@ -133,19 +140,17 @@ def bucketed_batches(token_ids, labels, batch_size, shuffle_seed=None, drop_rema
 def classification_batches(token_ids, labels, batch_size, shuffle_seed=None, bucketed=False, drop_remainder=False):
     """`(token_ids, label)` batches for fine-tuning or evaluation, with or without TensorFlow.
 
-    Where TensorFlow is installed: `nbhelpers.tokenization.classification_dataset` (`tf.data`).
+    Where TensorFlow is installed: `classification_dataset` (`tf.data`).
     Where it is not: the same batches from NumPy (`bucketed_batches`, or in order when not
     bucketed), their passes shuffled by NumPy's generator from `shuffle_seed`. Arguments as
     `classification_dataset`'s.
 
-    Example:
+    Usage (names as in the notebooks):
 
-    >>> train = classification_batches(token_ids, labels, 32, shuffle_seed=42, bucketed=True)
-    >>> repeated, steps_per_epoch = repeated_epochs(train)  # nbhelpers.training
+        train = classification_batches(token_ids, labels, 32, shuffle_seed=42, bucketed=True)
+        repeated, steps_per_epoch = repeated_epochs(train)  # nbhelpers.training
     """
     if _tf_data():
-        from nbhelpers.tokenization import classification_dataset
-
         return classification_dataset(token_ids, labels, batch_size, shuffle_seed=shuffle_seed, bucketed=bucketed,
                                       drop_remainder=drop_remainder)
     if bucketed:
@@ -158,7 +163,7 @@ def classification_batches(token_ids, labels, batch_size, shuffle_seed=None, buc
 def mlm_batches(tokenizer, train_tokens, valid_tokens, batch_size, mask_rate, predictions_per_sequence, seed):
     """Notebook 03's training and validation batches, `(train, valid)`, with or without TensorFlow.
 
-    Where TensorFlow is installed: `nbhelpers.masking.mlm_dataset` pipelines that mask every batch
+    Where TensorFlow is installed: `mlm_dataset` pipelines that mask every batch
     in `tf.data` (training shuffled and masked from `seed`, validation masked from `seed + 1`).
     Where it is not: `NumpyBatches` of raw token ids (whole batches only, training reshuffled every
     pass from `seed`), to be masked inside the step by the model `masked_lm_trainer` returns.
@@ -173,13 +178,11 @@ def mlm_batches(tokenizer, train_tokens, valid_tokens, batch_size, mask_rate, pr
         seed: the seed of the order and of the masks.
     """
     if _tf_data():
-        from nbhelpers.masking import make_mask_generator, mlm_dataset
-
         masker = make_mask_generator(tokenizer, mask_rate, predictions_per_sequence)
         return (mlm_dataset(train_tokens, masker, batch_size, shuffle_seed=seed, mask_seed=seed),
                 mlm_dataset(valid_tokens, masker, batch_size, mask_seed=seed + 1))
-    masking = {"mask_token_id": tokenizer.token_to_id("[MASK]"), "mask_rate": mask_rate, "seed": seed,
-               "unselectable_ids": [tokenizer.token_to_id(token) for token in MASK_SPECIALS_NEVER_CHOSEN]}
+    masking = {"mask_token_id": tokenizer.token_to_id(MASK), "mask_rate": mask_rate, "seed": seed,
+               "unselectable_ids": [tokenizer.token_to_id(token) for token in NEVER_MASKED]}
 
     def batches(tokens, shuffle_seed):
         tokens = np.asarray(tokens, "int32")
@@ -189,11 +192,92 @@ def mlm_batches(tokenizer, train_tokens, valid_tokens, batch_size, mask_rate, pr
     return batches(train_tokens, seed), batches(valid_tokens, None)
 
 
+def multi_hot_dataset(vectorizer, sentences, labels, batch_size, shuffle_seed=None):
+    """A `tf.data` pipeline of `(multi_hot, label)` batches; shuffled each epoch if a seed is given."""
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices((list(sentences), np.asarray(labels, "float32")))
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(len(sentences), seed=shuffle_seed)
+    dataset = dataset.batch(batch_size).map(lambda text, label: (vectorizer(text), label))
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def mlm_dataset(token_ids, mask_generator, batch_size, shuffle_seed=None, mask_seed=0):
+    """A `tf.data` pipeline of masked batches, with fresh masks every epoch.
+
+    Args:
+        token_ids: an `(n, sequence_length)` int array of tokenized text.
+        mask_generator: from `nbhelpers.masking.make_mask_generator`.
+        batch_size: sequences per batch (the last, smaller batch is dropped so shapes stay static).
+        shuffle_seed: shuffle each epoch with this seed; `None` keeps the order.
+        mask_seed: the masks' seed; each pass over the dataset draws new masks from it.
+    """
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices(np.asarray(token_ids, "int32"))
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(len(token_ids), seed=shuffle_seed)
+    dataset = dataset.batch(batch_size, drop_remainder=True)
+    # One seed pair per batch, new on every pass (epoch), the same in every run.
+    seeds = tf.data.Dataset.random(seed=mask_seed, rerandomize_each_iteration=True).batch(2)
+    dataset = tf.data.Dataset.zip(dataset, seeds).map(
+        lambda ids, seed: mask_batch(mask_generator, ids, seed), num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def classification_dataset(token_ids, labels, batch_size, shuffle_seed=None, bucketed=False, drop_remainder=False):
+    """A `tf.data` pipeline of `(token_ids, label)` batches for fine-tuning or evaluation.
+
+    Args:
+        token_ids: an `(n, sequence_length)` int array, e.g. from `tokenize_texts`.
+        labels: `n` labels, 0 or 1.
+        batch_size: examples per batch.
+        shuffle_seed: shuffle each epoch with this seed; `None` keeps the order (evaluation).
+        bucketed: group sentences of similar length and pad each batch only to its bucket's
+            length (`bucket_lengths`) instead of `sequence_length`. SST-2's training phrases
+            average 11 tokens: padded to 64 or 128, most of the compute would go to `[PAD]`.
+            A few fixed lengths keep the number of compiled shapes small.
+        drop_remainder: only whole batches (per bucket, when bucketed): a batch split over several
+            devices must divide by them (`nbhelpers.distribution`; JAX refuses one that does
+            not). With `shuffle_seed`, each pass leaves out other examples.
+    """
+    import tensorflow as tf
+
+    token_ids = np.asarray(token_ids, "int32")
+    labels = np.asarray(labels, "float32")
+    if not bucketed:
+        dataset = tf.data.Dataset.from_tensor_slices((token_ids, labels))
+        if shuffle_seed is not None:
+            dataset = dataset.shuffle(len(token_ids), seed=shuffle_seed)
+        return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+    buckets = bucket_lengths(token_ids.shape[1])
+    # Right-padded ids: the real length runs to the last non-[PAD] token.
+    real_lengths = np.max(np.where(token_ids != PAD_ID, np.arange(1, token_ids.shape[1] + 1), 0), axis=1)
+    dataset = tf.data.Dataset.from_tensor_slices((token_ids, real_lengths.astype("int32"), labels))
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(len(token_ids), seed=shuffle_seed)
+    dataset = dataset.map(lambda ids, length, label: (ids[:length], label))
+    # Each batch is padded to its bucket's fixed length (boundary - 1), not to its longest item.
+    dataset = dataset.bucket_by_sequence_length(
+        lambda ids, label: tf.shape(ids)[0],
+        bucket_boundaries=[n + 1 for n in buckets],
+        bucket_batch_sizes=[batch_size] * (len(buckets) + 1),
+        pad_to_bucket_boundary=True,
+        drop_remainder=drop_remainder,
+    )
+    # Tell Keras how many batches an epoch has (bucketing hides it), so it does not warn.
+    per_bucket = np.bincount(np.searchsorted(buckets, real_lengths), minlength=len(buckets))
+    batches = int(np.sum(per_bucket // batch_size if drop_remainder else -(-per_bucket // batch_size)))
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
 def _tf_data():
     # tf.data where TensorFlow imports, except in a JAX multi-worker job: there NumPy batches, which
     # every worker cuts the same way (`nbhelpers.distribution.feed_workers`), train as one process would.
-    from nbhelpers.distribution import multi_worker_job
-
     if not tensorflow_available():
         return False
     return keras.backend.backend() != "jax" or multi_worker_job()[0] < 2
@@ -210,8 +294,6 @@ def masked_lm_trainer(pretrainer, train_batches):
     masking = getattr(train_batches, "masking", None)
     if masking is None:
         return pretrainer
-    from nbhelpers.accelerator_masking import SelfMaskingMLM
-
     return SelfMaskingMLM(pretrainer, **masking)
 
 
@@ -263,12 +345,8 @@ def labelled_sst2(artifacts_dir, data_dir, tokenizer, label_budget, seed):
     Returns:
         A `LabelledSST2`.
     """
-    from nbhelpers.baseline import split_rows
-    from nbhelpers.data import load_sst2, sample_labelled
 
     if tensorflow_available():
-        from nbhelpers.tokenization import tokenize_texts
-
         pool_sentences, pool_labels = load_sst2(data_dir, "train")
         train_sentences, train_labels = sample_labelled(pool_sentences, pool_labels, label_budget, seed)
         dev_sentences, dev_labels = load_sst2(data_dir, "dev")
@@ -276,8 +354,6 @@ def labelled_sst2(artifacts_dir, data_dir, tokenizer, label_budget, seed):
         pool_tokens = train_tokens if label_budget == 0 else (lambda: tokenize_texts(tokenizer, pool_sentences))
         return LabelledSST2(train_tokens, train_labels, tokenize_texts(tokenizer, dev_sentences), dev_labels,
                             pool_labels, pool_sentences, dev_sentences, None, pool_tokens)
-    from nbhelpers.artifacts import require_artifact
-
     with np.load(require_artifact(artifacts_dir, "02_mlm_data", files=(SST2_ARRAYS,)) / SST2_ARRAYS) as arrays:
         arrays = dict(arrays)
     if arrays["train_token_ids"].shape[1] != tokenizer.sequence_length:
@@ -302,10 +378,6 @@ def write_sst2_arrays(path, tokenizer, data_dir):
     Returns:
         Rows per split, e.g. `{"train": 67349, "dev": 872}`.
     """
-    from nbhelpers.baseline import sentence_words
-    from nbhelpers.data import load_sst2
-    from nbhelpers.tokenization import tokenize_texts
-
     splits = {split: load_sst2(data_dir, split) for split in ("train", "dev")}
     words, word_ids, counts = sentence_words(splits["train"][0] + splits["dev"][0])
     rows = len(splits["train"][0])

@@ -1,23 +1,8 @@
 """Loaders for the series' data, in the formats the real datasets use.
 
-A data folder (`DATA_DIR` in notebook 01) is laid out as::
-
-    sst2/train.tsv, sst2/dev.tsv         GLUE SST-2: a `sentence<TAB>label` header, then rows
-    vocab/<one file>.txt                 a BERT-style WordPiece vocabulary, one token per line
-    wikitext-103/wiki.train.raw, ...     WikiText raw (or `wikitext-2/`, or `wikitext/`; the
-                                         tokenized `wiki.*.tokens` files are read too)
-    corpus/movie_reviews.zip             optional: Pang & Lee's 2,000 movie reviews (NLTK's zip),
-                                         unlabelled in-domain text for pretraining
-    corpus/{brown,abc,webtext}.zip       optional: general-domain English (NLTK's zips: the Brown
-                                         Corpus, ABC transcripts, web text), read by
-                                         `load_brown`, `load_abc`, `load_webtext` for the
-                                         `general` corpora of notebook 02
-    sentiment/*.zip, sentiment/*.tsv     optional: labelled sentences from outside films, an
-                                         out-of-domain check that notebook 05 scores zero-shot
-                                         (never trained or tuned on): Hu & Liu's product reviews
-                                         as NLTK distributes them (`product_reviews_{1,2}.zip`,
-                                         read by `load_hu_liu_reviews`), or any
-                                         `sentence<TAB>label` file (`load_labelled_tsv`)
+A data folder (`DATA_DIR` in notebook 01) holds SST-2, a WordPiece vocabulary, WikiText and optional
+corpora, laid out as docs/data.md describes (the one description of the layout). Each loader names
+the files it reads.
 
 `nbhelpers.acquire` downloads these into a data folder.
 
@@ -43,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from nbhelpers import synthetic
+from nbhelpers.tokenization import PAD, PAD_ID, SPECIAL_TOKENS
 
 SST2_SPLITS = ("train", "dev")
 WIKITEXT_SPLITS = ("train", "valid", "test")
@@ -442,11 +428,11 @@ def load_vocabulary(path):
     for line_number, token in enumerate(tokens, start=1):
         if not token.strip():
             raise DataFormatError(f"{path}, line {line_number}: empty token.")
-    missing = [t for t in synthetic.SPECIAL_TOKENS if t not in tokens]
+    missing = [t for t in SPECIAL_TOKENS if t not in tokens]
     if missing:
         raise DataFormatError(f"{path}: the vocabulary lacks the special tokens {missing}.")
-    if tokens[0] != "[PAD]":
-        raise DataFormatError(f"{path}, line 1: the first token must be [PAD] (id 0), got {tokens[0]!r}.")
+    if tokens[PAD_ID] != PAD:
+        raise DataFormatError(f"{path}, line {PAD_ID + 1}: the first token must be {PAD} (id {PAD_ID}), got {tokens[PAD_ID]!r}.")
     return tokens
 
 

@@ -69,13 +69,12 @@ def data_parallel(kind="local"):
             `"multi_worker"` without its job description (above), or `"none"`/`"local"` in a
             process whose environment describes a job of several workers.
 
-    Example:
+    Usage (names as in the notebooks):
 
-    >>> devices = data_parallel("local")
-    >>> with devices as replicas:
-    ...     model = build_classifier(build_encoder(...))
-    ...     model.compile(optimizer="adam", loss="binary_crossentropy")
-    ...     model.fit(token_ids, labels, batch_size=global_batch_size(32, replicas))
+        with data_parallel("local") as replicas:
+            model = build_classifier(build_encoder(...))
+            model.compile(optimizer="adam", loss="binary_crossentropy")
+            model.fit(token_ids, labels, batch_size=global_batch_size(32, replicas))
     """
     if kind not in DISTRIBUTIONS:
         raise ValueError(f"Unknown data-parallel kind {kind!r}: choose one of {list(DISTRIBUTIONS)}.")
@@ -282,6 +281,7 @@ def from_chief(values):
 
     Example:
 
+    >>> import numpy as np
     >>> from_chief([np.float64(0.25), np.zeros(3)])  # one process: its own values
     [array(0.25), array([0., 0., 0.])]
     """
@@ -323,9 +323,9 @@ def feed_workers(*datasets):
     Raises:
         ValueError: a mix of `tf.data` and other data.
 
-    Example:
+    Usage (names as in the notebooks):
 
-    >>> train, validation = feed_workers(train, validation)
+        train, validation = feed_workers(train, validation)
     """
     distribution = keras.distribution.distribution() if keras.backend.backend() == "jax" else None
     if distribution is None or not distribution._is_multi_process:
@@ -380,6 +380,7 @@ def worker_part(batch):
 
     Example:
 
+    >>> import numpy as np
     >>> worker_part(np.arange(8))  # one process: unchanged
     array([0, 1, 2, 3, 4, 5, 6, 7])
     """

@@ -5,13 +5,12 @@ and needs no separate preprocessing. Text longer than the model's sequence lengt
 to its first `sequence_length` WordPiece tokens; an empty string gets the prediction for no
 tokens at all.
 
-Example:
+Usage (names as in the notebooks):
 
->>> model = build_text_model(tokenizer, classifier)
->>> model.save("sentiment.keras")
->>> reloaded = load_text_model("sentiment.keras")
->>> predict_texts(reloaded, ["a wonderful film", "a dull film"])
-array([0.93, 0.08], dtype=float32)
+    model = build_text_model(tokenizer, classifier)
+    model.save("sentiment.keras")
+    reloaded = load_text_model("sentiment.keras")
+    predict_texts(reloaded, ["a wonderful film", "a dull film"])
 """
 
 import logging

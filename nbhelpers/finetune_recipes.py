@@ -17,13 +17,13 @@ joined by "+" (e.g. "lp_ft+averaged"):
 Which recipe holds up outside films was chosen by the product-review check
 (`docs/results/out-of-domain.md`), among these named recipes only: no value was fitted to it.
 
-Example:
+Usage (names as in the notebooks):
 
->>> from nbhelpers.models import build_classifier
->>> classifier = build_classifier(encoder)
->>> callbacks = prepare_recipe(classifier, "lp_ft+averaged", train_ds, total_steps=2 * steps_per_epoch, seed=42)
->>> classifier = compile_classifier(classifier, 7e-5)
->>> classifier.fit(train_ds.repeat(), epochs=2, steps_per_epoch=steps_per_epoch, callbacks=callbacks)
+    from nbhelpers.models import build_classifier
+    classifier = build_classifier(encoder)
+    callbacks = prepare_recipe(classifier, "lp_ft+averaged", train_ds, total_steps=2 * steps_per_epoch, seed=42)
+    classifier = compile_classifier(classifier, 7e-5)
+    classifier.fit(train_ds.repeat(), epochs=2, steps_per_epoch=steps_per_epoch, callbacks=callbacks)
 """
 
 import keras
@@ -133,12 +133,11 @@ class WeightAveraging(keras.callbacks.Callback):
         every: steps between two snapshots.
         assign: put the mean in place when training ends (`False`: call `apply` yourself).
 
-    Example:
+    Usage (names as in the notebooks):
 
-    >>> averaging = WeightAveraging(start_step=2105, every=210)
-    >>> model.fit(train, epochs=2, steps_per_epoch=2105, callbacks=[averaging])
-    >>> averaging.snapshots  # after steps 2105, 2315, ..., 4205, and the last, 4210
-    12
+        averaging = WeightAveraging(start_step=2105, every=210)
+        model.fit(train, epochs=2, steps_per_epoch=2105, callbacks=[averaging])
+        averaging.snapshots  # after steps 2105, 2315, ..., 4205, and the last, 4210
     """
 
     def __init__(self, start_step, every, assign=True):

@@ -11,15 +11,14 @@ initialisation, and the pretrained transformer. Each transformer arm is a `Trans
 to build a fresh classifier (the masked-mean sigmoid head of `nbhelpers.models.build_classifier`,
 or the pretrained MLM head read through a prompt, `nbhelpers.prompting`) and the token ids it reads.
 
-Example:
+Usage (names as in the notebooks):
 
->>> labelled = LabelledSplits(train_sentences, train_labels, dev_sentences, dev_labels)
->>> settings = CurveSettings(batch_size=32, learning_rate=2e-4, baseline_max_tokens=4000)
->>> arms = {"transformer, no pretraining": TransformerArm(new_classifier, train_tokens, dev_tokens),
-...         "transformer, pretrained": TransformerArm(pretrained_classifier, train_tokens, dev_tokens)}
->>> results = label_budget_curve(labelled, arms, budgets=[250, 1000], seeds=[0, 1, 2], settings=settings)
->>> results["accuracy"]["transformer, pretrained"]["250"]  # dev accuracy per seed
-[0.64, 0.66, 0.65]
+    labelled = LabelledSplits(train_sentences, train_labels, dev_sentences, dev_labels)
+    settings = CurveSettings(batch_size=32, learning_rate=2e-4, baseline_max_tokens=4000)
+    arms = {"transformer, no pretraining": TransformerArm(new_classifier, train_tokens, dev_tokens),
+            "transformer, pretrained": TransformerArm(pretrained_classifier, train_tokens, dev_tokens)}
+    results = label_budget_curve(labelled, arms, budgets=[250, 1000], seeds=[0, 1, 2], settings=settings)
+    results["accuracy"]["transformer, pretrained"]["250"]  # dev accuracy per seed
 """
 
 import dataclasses
@@ -30,10 +29,8 @@ import time
 import keras
 import numpy as np
 
-from nbhelpers.baseline import (
-    build_baseline_model, make_multi_hot_vectorizer, multi_hot, multi_hot_columns, multi_hot_dataset,
-)
-from nbhelpers.batches import NumpyBatches, classification_batches, in_order
+from nbhelpers.baseline import build_baseline_model, make_multi_hot_vectorizer, multi_hot, multi_hot_columns
+from nbhelpers.batches import NumpyBatches, classification_batches, in_order, multi_hot_dataset
 from nbhelpers.data import sample_labelled
 from nbhelpers.models import EMBEDDING_LAYER
 from nbhelpers.training import TrainingProgress, binary_accuracy, compile_classifier, repeated_epochs, set_seed

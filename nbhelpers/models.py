@@ -16,7 +16,8 @@ Example:
 import keras
 import keras_hub
 
-PAD_ID = 0
+from nbhelpers.tokenization import PAD_ID
+
 EMBEDDING_LAYER = "embedding"
 
 
@@ -34,9 +35,7 @@ def build_encoder(
     intermediate_dim,
     dropout,
     norm_epsilon=1e-5,
-    use_padding_mask=True,
     normalize_first=False,
-    embedding=None,
 ):
     """The transformer encoder: token ids `(batch, length)` -> vectors `(batch, length, model_dim)`.
 
@@ -49,28 +48,20 @@ def build_encoder(
         intermediate_dim: the feed-forward layer's width.
         dropout: dropout rate after the embedding and inside each block.
         norm_epsilon: LayerNorm epsilon.
-        use_padding_mask: attention ignores `[PAD]`; `False` attends to it as the guide did
-            (kept for the side-by-side benchmark in `bench/`).
         normalize_first: pre-layer-norm blocks (LayerNorm before attention and feed-forward,
             and one after the last block) instead of the guide's post-layer-norm. Pre-LN trains
             stably at higher learning rates, so it learns more in a short budget.
-        embedding: an existing `TokenAndPositionEmbedding` to use (and so share) instead of a
-            new one: ELECTRA's generator shares the pretrained encoder's
-            (`nbhelpers.replaced_token_detection`). `vocabulary_size`, `sequence_length` and
-            `model_dim` must match it.
     """
     token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
-    if embedding is None:
-        embedding = keras_hub.layers.TokenAndPositionEmbedding(
-            vocabulary_size=vocabulary_size,
-            sequence_length=sequence_length,
-            embedding_dim=model_dim,
-            name=EMBEDDING_LAYER,
-        )
-    x = embedding(token_ids)
+    x = keras_hub.layers.TokenAndPositionEmbedding(
+        vocabulary_size=vocabulary_size,
+        sequence_length=sequence_length,
+        embedding_dim=model_dim,
+        name=EMBEDDING_LAYER,
+    )(token_ids)
     x = keras.layers.LayerNormalization(epsilon=norm_epsilon, name="embedding_norm")(x)
     x = keras.layers.Dropout(dropout, name="embedding_dropout")(x)
-    mask = padding_mask(token_ids) if use_padding_mask else None
+    mask = padding_mask(token_ids)
     for index in range(num_layers):
         x = keras_hub.layers.TransformerEncoder(
             intermediate_dim=intermediate_dim,
@@ -106,18 +97,13 @@ def pretrainer_from_config(config, vocabulary_size, weights=None, activation="so
     return pretrainer
 
 
-def build_pretraining_model(encoder, predictions_per_sequence, activation="softmax", head_dtype="float32"):
+def build_pretraining_model(encoder, predictions_per_sequence, activation="softmax"):
     """The MLM model: the encoder plus a `MaskedLMHead` tied to the encoder's token embedding.
 
     Inputs are `{"token_ids", "mask_positions"}`; the output is a softmax over the vocabulary
     at each masked position, shape `(batch, predictions_per_sequence, vocabulary_size)`
-    (logits with `activation=None`).
-
-    `head_dtype`: the head's dtype policy. The default keeps it in float32 under mixed precision,
-    as a softmax over the vocabulary needs; with `activation=None` and `head_dtype=None` the head
-    follows the global policy and returns bfloat16 or float16 logits, which a loss with
-    `from_logits=True` turns into a float32 log-softmax: half the bytes of the largest tensor of a
-    step (measured on a GPU in `bench/gpu_step.py`).
+    (logits with `activation=None`). The head computes in float32 under mixed precision, as a
+    softmax over the vocabulary needs.
 
     Keep its state with `save_weights` (as `BackupAndRestore` does), not `save`: Keras
     deserializes the head's `token_embedding` as a new, untied layer and cannot load it. The
@@ -133,7 +119,7 @@ def build_pretraining_model(encoder, predictions_per_sequence, activation="softm
     head = keras_hub.layers.MaskedLMHead(
         token_embedding=encoder.get_layer(EMBEDDING_LAYER).token_embedding,
         activation=activation,
-        dtype=head_dtype,
+        dtype="float32",
         name="mlm_head",
     )
     outputs = head(encoded, mask_positions=inputs["mask_positions"])

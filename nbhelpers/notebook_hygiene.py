@@ -4,11 +4,10 @@
 metadata and timings, the injected-parameters cell, stderr logs, widget state) and
 `problems` lists what a committed notebook must not hold; the test suite runs it.
 
-Example:
+Usage (names as in the notebooks):
 
->>> notebook = nbformat.read("notebooks/01_setup_and_baseline.ipynb", as_version=4)
->>> problems(clean_notebook(notebook))
-[]
+    notebook = nbformat.read("notebooks/01_setup_and_baseline.ipynb", as_version=4)
+    problems(clean_notebook(notebook))
 """
 
 import re

@@ -34,7 +34,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+from nbhelpers.tokenization import compute_vocabulary
+
 VERSION = 2
 DEFAULT_SEED = 1234
 SIZES = {"sst2_train": 8000, "sst2_dev": 872, "wiki_train": 3000, "wiki_valid": 300, "wiki_test": 300}
@@ -232,8 +233,6 @@ def write_synthetic_data(folder, seed=DEFAULT_SEED, sizes=SIZES, vocabulary_size
         sizes: how many sentences per SST-2 split and articles per WikiText split.
         vocabulary_size: the WordPiece vocabulary's maximum size.
     """
-    from nbhelpers.tokenization import compute_vocabulary  # Imported here: it loads TensorFlow.
-
     folder = Path(folder)
     rng = random.Random(seed)
     texts = []

@@ -6,16 +6,24 @@ lowercase and strip accents; the 2022 guide did neither and mapped every capital
 
 Example:
 
->>> tokenizer = make_tokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "film"], 4)
+>>> tokenizer = make_tokenizer(SPECIAL_TOKENS + ["the", "film"], 4)
 >>> tokenize_texts(tokenizer, ["The FILM"]).tolist()
 [[5, 6, 0, 0]]
 """
 
-import keras_hub
 import numpy as np
 
-# TensorFlow (tf.data, tensorflow-text) is imported by the functions that use it: `make_tokenizer`
-# also works without it (keras-hub's Python WordPiece), as notebooks 03 and 04 do on a JAX-only machine.
+# keras-hub and TensorFlow (tf.data, tensorflow-text) are imported by the functions that use them:
+# the special tokens below then cost nothing to import (the data loaders check vocabularies with
+# them), and `make_tokenizer` also works without TensorFlow (keras-hub's Python WordPiece), as
+# notebooks 03 and 04 do on a JAX-only machine.
+
+# The special tokens, first in every vocabulary of the series, so their ids are fixed.
+PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
+SPECIAL_TOKENS = [PAD, UNK, CLS, SEP, MASK]
+PAD_ID = SPECIAL_TOKENS.index(PAD)
+# Masking never chooses these: they carry no word to predict.
+NEVER_MASKED = (PAD, CLS, SEP)
 
 # Tokenizing in batches of this many texts keeps memory flat on large corpora.
 TOKENIZE_BATCH = 2048
@@ -31,6 +39,8 @@ def make_tokenizer(vocabulary, sequence_length):
     Returns:
         A `keras_hub.tokenizers.WordPieceTokenizer` that lowercases and strips accents.
     """
+    import keras_hub
+
     return keras_hub.tokenizers.WordPieceTokenizer(
         vocabulary=str(vocabulary) if not isinstance(vocabulary, list) else vocabulary,
         sequence_length=sequence_length,
@@ -53,9 +63,8 @@ def compute_vocabulary(texts, vocabulary_size):
     Returns:
         A list of tokens (a token's id is its index).
     """
+    import keras_hub
     import tensorflow as tf
-
-    from nbhelpers.synthetic import SPECIAL_TOKENS
 
     # A list of str would be read as file names: pass a dataset.
     return keras_hub.tokenizers.compute_word_piece_vocabulary(
@@ -96,22 +105,22 @@ def pack_texts(tokenizer, texts):
 
     length = tokenizer.sequence_length
     unpadded = make_tokenizer(tokenizer.get_vocabulary(), sequence_length=None)
-    separator = np.array([tokenizer.token_to_id("[SEP]")], "int32")
+    separator = np.array([tokenizer.token_to_id(SEP)], "int32")
     dataset = tf.data.Dataset.from_tensor_slices(list(texts)).batch(TOKENIZE_BATCH).map(unpadded)
     pieces = []
     for batch in dataset:
         for row in batch.numpy():
             pieces += [np.asarray(row, "int32"), separator]
     stream = np.concatenate(pieces) if pieces else np.zeros(0, "int32")
-    padded = np.zeros(-(-len(stream) // length) * length, "int32")
+    padded = np.full(-(-len(stream) // length) * length, PAD_ID, "int32")
     padded[: len(stream)] = stream
     return padded.reshape(-1, length)
 
 
 def unknown_token_rate(tokenizer, token_ids):
     """The fraction of non-padding tokens that are `[UNK]` (a check that the vocabulary fits)."""
-    real = token_ids != tokenizer.token_to_id("[PAD]")
-    unknown = token_ids == tokenizer.token_to_id("[UNK]")
+    real = token_ids != tokenizer.token_to_id(PAD)
+    unknown = token_ids == tokenizer.token_to_id(UNK)
     return float(unknown.sum() / max(real.sum(), 1))
 
 
@@ -129,50 +138,3 @@ def bucket_lengths(sequence_length, shortest=8):
     doublings = (shortest * 2**n for n in range(16))
     lengths = sorted({length for n in doublings for length in (n, n * 3 // 2) if length < sequence_length})
     return lengths + [sequence_length]
-
-
-def classification_dataset(token_ids, labels, batch_size, shuffle_seed=None, bucketed=False, drop_remainder=False):
-    """A `tf.data` pipeline of `(token_ids, label)` batches for fine-tuning or evaluation.
-
-    Args:
-        token_ids: an `(n, sequence_length)` int array, e.g. from `tokenize_texts`.
-        labels: `n` labels, 0 or 1.
-        batch_size: examples per batch.
-        shuffle_seed: shuffle each epoch with this seed; `None` keeps the order (evaluation).
-        bucketed: group sentences of similar length and pad each batch only to its bucket's
-            length (`bucket_lengths`) instead of `sequence_length`. SST-2's training phrases
-            average 11 tokens: padded to 64 or 128, most of the compute would go to `[PAD]`.
-            A few fixed lengths keep the number of compiled shapes small.
-        drop_remainder: only whole batches (per bucket, when bucketed): a batch split over several
-            devices must divide by them (`nbhelpers.distribution`; JAX refuses one that does
-            not). With `shuffle_seed`, each pass leaves out other examples.
-    """
-    import tensorflow as tf
-
-    token_ids = np.asarray(token_ids, "int32")
-    labels = np.asarray(labels, "float32")
-    if not bucketed:
-        dataset = tf.data.Dataset.from_tensor_slices((token_ids, labels))
-        if shuffle_seed is not None:
-            dataset = dataset.shuffle(len(token_ids), seed=shuffle_seed)
-        return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
-    buckets = bucket_lengths(token_ids.shape[1])
-    # Right-padded ids: the real length runs to the last non-[PAD] token.
-    real_lengths = np.max(np.where(token_ids != 0, np.arange(1, token_ids.shape[1] + 1), 0), axis=1)
-    dataset = tf.data.Dataset.from_tensor_slices((token_ids, real_lengths.astype("int32"), labels))
-    if shuffle_seed is not None:
-        dataset = dataset.shuffle(len(token_ids), seed=shuffle_seed)
-    dataset = dataset.map(lambda ids, length, label: (ids[:length], label))
-    # Each batch is padded to its bucket's fixed length (boundary - 1), not to its longest item.
-    dataset = dataset.bucket_by_sequence_length(
-        lambda ids, label: tf.shape(ids)[0],
-        bucket_boundaries=[n + 1 for n in buckets],
-        bucket_batch_sizes=[batch_size] * (len(buckets) + 1),
-        pad_to_bucket_boundary=True,
-        drop_remainder=drop_remainder,
-    )
-    # Tell Keras how many batches an epoch has (bucketing hides it), so it does not warn.
-    per_bucket = np.bincount(np.searchsorted(buckets, real_lengths), minlength=len(buckets))
-    batches = int(np.sum(per_bucket // batch_size if drop_remainder else -(-per_bucket // batch_size)))
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
-    return dataset.prefetch(tf.data.AUTOTUNE)

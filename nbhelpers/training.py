@@ -156,21 +156,6 @@ class TrainingProgress(keras.callbacks.Callback):
             self._report(self.params.get("steps") or 0, epoch_finished=True)
 
 
-def shuffled_passes(rows, needed, seed):
-    """Row indices for `needed` examples: whole passes over `rows` rows end to end, each in a new seeded order.
-
-    For `fit` on an in-memory array with `steps_per_epoch` shorter than a pass: Keras keeps one
-    iterator over the array across such epochs and ends an epoch early where it runs dry, so give
-    it every step's rows in advance (`fit(array[shuffled_passes(...)], shuffle=False)`).
-
-    >>> shuffled_passes(4, 6, seed=0).tolist()
-    [2, 0, 1, 3, 3, 2]
-    """
-    rng = np.random.default_rng(seed)
-    passes = -(-needed // rows)
-    return np.concatenate([rng.permutation(rows) for _ in range(passes)])[:needed]
-
-
 def repeated_epochs(dataset):
     """`(dataset.repeat(), batches per pass)`: train for epochs on one iterator.
 
@@ -301,20 +286,19 @@ def read_history(csv_path):
             if key != "epoch" and any(row[key] != "NA" for row in rows)}
 
 
-def compile_classifier(classifier, learning_rate, optimizer=None):
+def compile_classifier(classifier, learning_rate):
     """Compile a sigmoid sentiment classifier for fine-tuning (binary cross-entropy, AdamW).
 
     AdamW as `FusedAdamW`: on TensorFlow, one pass over each variable a step, and where the step
     is not XLA-compiled (`use_xla`: on CPUs) only the rows of the token embedding that the batch
     holds (`lazy_sparse_updates`: a batch of short sentences holds a few hundred of its 30,522,
     and a pass over all 3.9M parameters was a fifth of a CPU step; under XLA the lazy update was
-    5x slower). `optimizer` replaces it (`learning_rate` is then unused), as `bench/` does with
-    the guide's `keras.optimizers.AdamW`.
+    5x slower).
     """
     xla = use_xla()
     classifier.compile(
         loss="binary_crossentropy",
-        optimizer=optimizer or FusedAdamW(learning_rate, lazy_sparse_updates=not xla),
+        optimizer=FusedAdamW(learning_rate, lazy_sparse_updates=not xla),
         metrics=["accuracy"],
         jit_compile=xla,
     )

@@ -12,12 +12,11 @@ the singular values' square root as weights). Notebook 03 starts the MLM pretrai
 (`EMBEDDING_START: cooccurrence`); the counting and the SVD take well under a minute on 2 cores
 for the `cpu` profile's 2.6M tokens and are charged to the pretraining budget.
 
-Example:
+Usage (names as in the notebooks):
 
->>> vectors = cooccurrence_vectors(train_tokens, vocabulary_size=8000, dimensions=128, ignore_ids=[0, 1, 2, 3, 4])
->>> nearest_words(vectors, tokenizer.get_vocabulary(), "great", count=3)
-['wonderful', 'good', 'excellent']
->>> start_token_embedding(encoder, vectors)  # rows without a vector keep their random start
+    vectors = cooccurrence_vectors(train_tokens, vocabulary_size=8000, dimensions=128, ignore_ids=[0, 1, 2, 3, 4])
+    nearest_words(vectors, tokenizer.get_vocabulary(), "great", count=3)
+    start_token_embedding(encoder, vectors)  # rows without a vector keep their random start
 """
 
 import keras

@@ -14,21 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import NO_TENSORFLOW  # a sitecustomize.py that makes TensorFlow unimportable
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench" / "gpu_step.py"
-
-
-# Makes `import tensorflow` (and tensorflow_text) fail in a child process, as on a machine without them.
-NO_TENSORFLOW = '''
-import sys
-class _NoTensorFlow:
-    def find_spec(self, name, path=None, target=None):
-        top = name.split(".")[0]
-        if top in ("tensorflow", "tensorflow_text"):
-            raise ModuleNotFoundError(f"No module named {top!r}", name=top)
-sys.meta_path.insert(0, _NoTensorFlow())
-'''
 
 
 def test_the_accelerator_step_bench_runs_without_tensorflow(tmp_path):

@@ -23,7 +23,7 @@ PREAMBLE = """
 import json, sys
 import numpy as np
 import keras
-from nbhelpers.accelerator_masking import SelfMaskingMLM
+from nbhelpers.masking import SelfMaskingMLM
 from nbhelpers.models import build_encoder, build_pretraining_model
 
 def token_ids(n, length, seed, vocabulary=200):
@@ -163,7 +163,6 @@ def test_in_model_masks_follow_the_rule_and_match_keras_hub(backend, run_script,
     # keras-hub's draws are not seeded: the margins are about 4 standard errors of the difference.
     assert np.all(np.abs(np.subtract(ours_shares, reference_shares)) < [1.0, 0.03, 0.025, 0.025]), (
         ours_shares, reference_shares)
-
 
 
 DATA_PARALLEL = """
@@ -329,35 +328,6 @@ def test_data_parallel_none_changes_nothing_and_unknown_kinds_are_refused():
             assert not tf.distribute.has_strategy()
     with pytest.raises(ValueError, match=r"Unknown data-parallel kind 'mirror': choose one of \['none', 'local', 'multi_worker'\]"):
         data_parallel("mirror")
-
-
-def test_a_logits_head_gives_the_softmax_heads_loss_and_accuracy():
-    """`from_logits=True` with a logits head (the faster GPU setting) computes the same training signal."""
-    import keras
-
-    from nbhelpers.accelerator_masking import SelfMaskingMLM
-    from nbhelpers.models import build_encoder, build_pretraining_model
-
-    keras.utils.set_random_seed(0)
-    encoder = build_encoder(200, 16, num_layers=1, model_dim=16, num_heads=2, intermediate_dim=32, dropout=0.0)
-    softmax = build_pretraining_model(encoder, 4)
-    logits = build_pretraining_model(encoder, 4, activation=None, head_dtype=None)
-    logits.get_layer("mlm_head").set_weights(softmax.get_layer("mlm_head").get_weights())
-    ids = np.random.default_rng(0).integers(5, 200, size=(8, 16)).astype("int32")
-    results = []
-    for pretrainer, from_logits in ((softmax, False), (logits, True)):
-        model = SelfMaskingMLM(pretrainer, mask_token_id=MASK_ID, unselectable_ids=UNSELECTABLE, mask_rate=0.2,
-                               seed=3, from_logits=from_logits)
-        model.compile(optimizer="sgd")
-        results.append(model.evaluate(ids, verbose=0, return_dict=True))
-    assert results[0]["loss"] == pytest.approx(results[1]["loss"], rel=1e-5)
-    assert results[0]["sparse_categorical_accuracy"] == results[1]["sparse_categorical_accuracy"]
-
-
-SETTINGS = """
-from nbhelpers.training import set_precision, use_xla
-print(json.dumps({"backend": keras.backend.backend(), "xla": use_xla(), "precision": set_precision("auto")}))
-"""
 
 
 def test_the_training_settings_ask_the_active_backend(run_script):

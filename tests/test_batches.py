@@ -1,5 +1,5 @@
-"""The training notebooks' batches without TensorFlow: NumPy bucketing and multi-hot vectors equal
-what `tf.data` and `TextVectorization` give (checked here, where TensorFlow is installed)."""
+"""The three tasks' datasets: the `tf.data` pipelines, and their NumPy counterparts for machines without
+TensorFlow (equal to what `tf.data` gives: checked here, where TensorFlow is installed)."""
 
 import json
 import os
@@ -10,9 +10,10 @@ import sys
 import numpy as np
 import pytest
 
-from nbhelpers.baseline import make_multi_hot_vectorizer, multi_hot, multi_hot_columns, sentence_words, split_rows
-from nbhelpers.batches import NumpyBatches, bucketed_batches, classification_batches
-from nbhelpers.tokenization import bucket_lengths, classification_dataset
+from nbhelpers.baseline import sentence_words, split_rows
+from nbhelpers.batches import NumpyBatches, bucketed_batches, classification_batches, classification_dataset, mlm_dataset
+from nbhelpers.masking import make_mask_generator
+from nbhelpers.tokenization import bucket_lengths, make_tokenizer
 from nbhelpers.training import repeated_epochs
 
 
@@ -74,35 +75,6 @@ def test_classification_batches_are_tf_datas_where_tensorflow_is_installed():
     assert type(classification_batches(ids, labels, 8, bucketed=True)).__module__.startswith("tensorflow")
 
 
-SENTENCES = [
-    "A gripping, heartfelt film!", "the FILM is not dull ... it's wonderful", "Café's crème brûlée -- délicieux",
-    "it 's a film , a film , a FILM", "", "   ", "n't", "5 stars / 10 : \"great\"", "wonderful wonderful dull",
-    "The soundtrack (by A. R. Rahman) is great; the plot isn't.", "ÉCLAIR and eclair", "tab\tseparated\nlines",
-]
-
-
-def _compare_multi_hot(train, dev, max_tokens):
-    words, word_ids, counts = sentence_words(train + dev)
-    rows = split_rows(word_ids, counts)
-    columns, size = multi_hot_columns(rows[: len(train)], words, max_tokens)
-    vectorizer = make_multi_hot_vectorizer(train, max_tokens)
-    assert size == vectorizer.vocabulary_size()
-    for sentences, part in ((train, rows[: len(train)]), (dev, rows[len(train):])):
-        np.testing.assert_array_equal(multi_hot(part, columns, size), np.asarray(vectorizer(sentences)))
-
-
-@pytest.mark.parametrize("max_tokens", [6, 4000])  # 6: the cut falls among words counted equally often
-def test_numpy_multi_hot_vectors_equal_text_vectorizations(max_tokens):
-    _compare_multi_hot(SENTENCES[:8], SENTENCES[8:], max_tokens)
-
-
-def test_numpy_multi_hot_vectors_equal_text_vectorizations_on_real_sst2(shared_data):
-    from nbhelpers.data import load_sst2, sample_labelled
-
-    train = sample_labelled(*load_sst2(shared_data, "train"), 2000, seed=0)[0]
-    _compare_multi_hot(train, load_sst2(shared_data, "dev")[0], 500)
-
-
 def test_the_package_imports_without_tensorflow_and_notebook_02_says_it_needs_it(without_tensorflow):
     script = """if True:
         import json, sys
@@ -133,7 +105,7 @@ def test_self_masking_mlm_compiles_as_the_pretraining_model_with_its_metrics():
     """Notebook 03 compiles it as its pretraining model: the same loss and accuracy as compiled bare."""
     import keras
 
-    from nbhelpers.accelerator_masking import SelfMaskingMLM
+    from nbhelpers.masking import SelfMaskingMLM
     from nbhelpers.metrics import MaskedTokenAccuracy
     from nbhelpers.models import build_encoder, build_pretraining_model
 
@@ -181,3 +153,93 @@ def test_the_curves_bag_of_words_learns_alike_from_numpy_vectors():
     (tf_dev, _, tf_validation), (numpy_dev, _, numpy_validation) = results
     assert tf_dev > 0.6 and numpy_dev > 0.6, results  # both learn the labelled words
     assert abs(tf_dev - numpy_dev) <= 0.04 and abs(tf_validation - numpy_validation) <= 0.06, results
+
+
+def test_classification_dataset_batches_and_keeps_order_without_seed():
+    tokens = np.arange(20, dtype="int32").reshape(10, 2)
+    labels = [i % 2 for i in range(10)]
+    batches = list(classification_dataset(tokens, labels, batch_size=4))
+    assert [len(x) for x, _ in batches] == [4, 4, 2]
+    np.testing.assert_array_equal(np.concatenate([x for x, _ in batches]), tokens)
+    shuffled = np.concatenate([x for x, _ in classification_dataset(tokens, labels, 4, shuffle_seed=1)])
+    assert sorted(map(tuple, shuffled)) == sorted(map(tuple, tokens))
+
+
+def test_bucketed_batches_pad_only_to_their_bucket_and_keep_every_sentence():
+    from nbhelpers.tokenization import bucket_lengths
+
+    assert bucket_lengths(128) == [8, 12, 16, 24, 32, 48, 64, 96, 128]
+    assert bucket_lengths(64) == [8, 12, 16, 24, 32, 48, 64] and bucket_lengths(6) == [6]
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(0, 65, size=300)
+    ids = np.zeros((300, 64), "int32")
+    for row, n in enumerate(lengths):
+        ids[row, :n] = rng.integers(5, 50, size=n)
+    ids[7, 3] = 0  # an inner [PAD] id does not shorten the sentence
+    labels = np.arange(300) % 2
+    seen = []
+    dataset = classification_dataset(ids, labels, 16, shuffle_seed=1, bucketed=True)
+    buckets = bucket_lengths(64)
+    assert int(dataset.cardinality()) == len(list(dataset))
+    for batch_ids, batch_labels in dataset:
+        batch_ids = batch_ids.numpy()
+        assert batch_ids.shape[1] in buckets and len(batch_ids) <= 16
+        # Every sentence of a batch is too long for the next shorter bucket.
+        shorter = ([0] + buckets)[buckets.index(batch_ids.shape[1])]
+        lengths = [int(np.max(np.nonzero(row)[0], initial=-1)) + 1 for row in batch_ids]
+        assert min(lengths) > shorter or shorter == 0
+        seen += [tuple(row) for row in batch_ids]
+    padded = {tuple(np.pad(row, (0, 64 - len(row)))) for row in seen}
+    assert len(seen) == 300 and padded == {tuple(row) for row in ids}
+
+
+@pytest.mark.parametrize("bucketed", [True, False])
+def test_whole_batches_only_for_devices_that_split_them(bucketed):
+    rng = np.random.default_rng(0)
+    ids = np.zeros((300, 64), "int32")
+    for row, n in enumerate(rng.integers(1, 65, size=300)):
+        ids[row, :n] = rng.integers(5, 50, size=n)
+    dataset = classification_dataset(ids, np.arange(300) % 2, 16, shuffle_seed=1, bucketed=bucketed, drop_remainder=True)
+    sizes = [len(batch_labels) for _, batch_labels in dataset]
+    assert int(dataset.cardinality()) == len(sizes) > 0 and set(sizes) == {16}
+    # Only the remainders are left out: fewer than a batch per bucket.
+    from nbhelpers.tokenization import bucket_lengths
+
+    buckets = len(bucket_lengths(64)) if bucketed else 1
+    assert 300 - 16 * buckets < sum(sizes) <= 300
+
+
+def _tokenizer(hand_vocabulary, length=8):
+    return make_tokenizer(hand_vocabulary, sequence_length=length)
+
+
+def test_each_epoch_draws_new_masks(hand_vocabulary):
+    tokenizer = _tokenizer(hand_vocabulary, length=32)
+    masker = make_mask_generator(tokenizer, mask_rate=0.3, predictions_per_sequence=10)
+    ids = np.full((16, 32), 6, "int32")
+    dataset = mlm_dataset(ids, masker, batch_size=16)
+    first, second = (next(iter(dataset))[0]["mask_positions"].numpy() for _ in range(2))
+    assert not np.array_equal(first, second)
+
+
+def test_mlm_dataset_drops_the_ragged_last_batch(hand_vocabulary):
+    masker = make_mask_generator(_tokenizer(hand_vocabulary), 0.5, 4)
+    batches = list(mlm_dataset(np.full((10, 8), 6, "int32"), masker, batch_size=4, shuffle_seed=0))
+    assert len(batches) == 2
+    features, labels, weights = batches[0]
+    assert features["token_ids"].shape == (4, 8) and labels.shape == weights.shape == (4, 4)
+
+
+def test_the_same_seed_gives_the_same_masks_and_each_pass_new_ones(hand_vocabulary):
+    masker = make_mask_generator(_tokenizer(hand_vocabulary, length=32), 0.3, 10)
+    ids = np.full((64, 32), 6, "int32")
+
+    def passes(seed):
+        dataset = mlm_dataset(ids, masker, batch_size=16, shuffle_seed=0, mask_seed=seed)
+        return [np.concatenate([f["mask_positions"].numpy() for f, _, _ in dataset]) for _ in range(2)]
+
+    first, again, other = passes(7), passes(7), passes(8)
+    np.testing.assert_array_equal(first[0], again[0])
+    np.testing.assert_array_equal(first[1], again[1])
+    assert not np.array_equal(first[0], first[1])
+    assert not np.array_equal(first[0], other[0])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from nbhelpers.models import build_classifier, build_encoder
-from nbhelpers.tokenization import classification_dataset
+from nbhelpers.batches import classification_dataset
 from nbhelpers.training import compile_classifier, set_seed
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "speed.py"

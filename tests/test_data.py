@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from nbhelpers import synthetic
+from nbhelpers.tokenization import SPECIAL_TOKENS
 from nbhelpers.data import (
     DataFormatError,
     find_vocabulary,
@@ -97,7 +98,7 @@ def test_synthetic_data_is_seeded_and_reads_through_the_real_loaders(tmp_path):
     assert len(load_sst2(tmp_path / "a", "dev")[0]) == 50
     assert len(load_wikitext(tmp_path / "a", "train")) >= 40
     vocabulary = load_vocabulary(find_vocabulary(tmp_path / "a"))
-    assert vocabulary[:5] == synthetic.SPECIAL_TOKENS
+    assert vocabulary[:5] == SPECIAL_TOKENS
 
 
 def test_most_sentiment_words_are_never_labelled_and_every_one_is_in_the_corpus(tmp_path):

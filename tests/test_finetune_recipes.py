@@ -6,7 +6,7 @@ from nbhelpers.finetune_recipes import (
     HEAD_LAYER, WeightAveraging, linear_probe, parse_recipe, pooled_features, prepare_recipe,
 )
 from nbhelpers.models import EMBEDDING_LAYER, build_classifier, build_encoder
-from nbhelpers.tokenization import classification_dataset
+from nbhelpers.batches import classification_dataset
 from nbhelpers.training import compile_classifier
 
 SMALL = dict(vocabulary_size=40, sequence_length=12, num_layers=1, model_dim=8, num_heads=2, intermediate_dim=16, dropout=0.0)
@@ -64,7 +64,7 @@ def test_averaging_gives_the_mean_of_the_weights_it_averaged():
             self.seen[self.step] = [keras.ops.convert_to_numpy(v).copy() for v in self.model.trainable_variables]
 
     # Plain AdamW (no lazy rows), so that the weights after the last step are those at the end of `fit`.
-    compile_classifier(classifier, 1e-2, optimizer=keras.optimizers.AdamW(1e-2))
+    classifier.compile(loss="binary_crossentropy", optimizer=keras.optimizers.AdamW(1e-2))
     record, averaging = Record(), WeightAveraging(start_step=4, every=3, assign=False)
     classifier.fit(data.repeat(), epochs=2, steps_per_epoch=6, callbacks=[record, averaging], verbose=0, shuffle=False)
     steps = [4, 7, 10, 12]  # from step 4 every 3, then the end of training

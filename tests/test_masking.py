@@ -1,7 +1,10 @@
+import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
-from nbhelpers.masking import describe_masking, make_mask_generator, mask_batch, mlm_dataset
+from nbhelpers.masking import MaskGenerator, SelfMaskingMLM, describe_masking, make_mask_generator, mask_batch
+from nbhelpers.models import build_encoder, build_pretraining_model
 from nbhelpers.tokenization import make_tokenizer
 
 MASK_ID = 4
@@ -50,23 +53,6 @@ def test_the_real_rate_selects_the_expected_fraction_and_never_special_tokens(ha
     assert 0.07 < np.mean(unchanged) < 0.15  # 10 % kept, plus random draws that hit the same token
 
 
-def test_each_epoch_draws_new_masks(hand_vocabulary):
-    tokenizer = _tokenizer(hand_vocabulary, length=32)
-    masker = make_mask_generator(tokenizer, mask_rate=0.3, predictions_per_sequence=10)
-    ids = np.full((16, 32), 6, "int32")
-    dataset = mlm_dataset(ids, masker, batch_size=16)
-    first, second = (next(iter(dataset))[0]["mask_positions"].numpy() for _ in range(2))
-    assert not np.array_equal(first, second)
-
-
-def test_mlm_dataset_drops_the_ragged_last_batch(hand_vocabulary):
-    masker = make_mask_generator(_tokenizer(hand_vocabulary), 0.5, 4)
-    batches = list(mlm_dataset(np.full((10, 8), 6, "int32"), masker, batch_size=4, shuffle_seed=0))
-    assert len(batches) == 2
-    features, labels, weights = batches[0]
-    assert features["token_ids"].shape == (4, 8) and labels.shape == weights.shape == (4, 4)
-
-
 def test_describe_masking_shows_masked_text_and_answers(hand_vocabulary):
     tokenizer = _tokenizer(hand_vocabulary)
     masker = make_mask_generator(tokenizer, 1.0, 2, mask_token_rate=1.0, random_token_rate=0.0)
@@ -103,16 +89,26 @@ def test_masks_match_keras_hub_mask_generator_statistically(hand_vocabulary):
     np.testing.assert_allclose(ours_shares, reference_shares, rtol=0.08)
 
 
-def test_the_same_seed_gives_the_same_masks_and_each_pass_new_ones(hand_vocabulary):
-    masker = make_mask_generator(_tokenizer(hand_vocabulary, length=32), 0.3, 10)
-    ids = np.full((64, 32), 6, "int32")
-
-    def passes(seed):
-        dataset = mlm_dataset(ids, masker, batch_size=16, shuffle_seed=0, mask_seed=seed)
-        return [np.concatenate([f["mask_positions"].numpy() for f, _, _ in dataset]) for _ in range(2)]
-
-    first, again, other = passes(7), passes(7), passes(8)
-    np.testing.assert_array_equal(first[0], again[0])
-    np.testing.assert_array_equal(first[1], again[1])
-    assert not np.array_equal(first[0], first[1])
-    assert not np.array_equal(first[0], other[0])
+@pytest.mark.parametrize("length", [5, 12])  # shorter and longer than the prediction slots
+def test_both_masking_implementations_mask_alike_from_the_same_draws(length):
+    """`MaskGenerator` (tf.data) and `SelfMaskingMLM` (keras.ops, in the step) apply one rule: fed the
+    same random numbers, they give the same masked ids, positions, targets and weights."""
+    vocabulary, slots = 40, 6
+    encoder = build_encoder(vocabulary, 16, num_layers=1, model_dim=8, num_heads=2, intermediate_dim=16, dropout=0.0)
+    in_step = SelfMaskingMLM(build_pretraining_model(encoder, slots), mask_token_id=MASK_ID,
+                             unselectable_ids=(0, 2, 3), mask_rate=0.4, seed=0)
+    in_tf_data = MaskGenerator(vocabulary, MASK_ID, (0, 2, 3), mask_rate=0.4, predictions_per_sequence=slots)
+    rng = np.random.default_rng(length)
+    ids = rng.integers(5, vocabulary, size=(64, length)).astype("int32")
+    ids[:, 0] = 2  # [CLS]
+    ids[np.arange(length)[None, :] >= rng.integers(1, length + 1, size=(64, 1))] = 0  # padding of every length
+    draws = {"priority": rng.random((64, length), "float32"),
+             "replacement": rng.random((64, slots), "float32"),
+             "random_token": rng.integers(0, vocabulary, size=(64, slots)).astype("int32")}
+    ours = in_tf_data.mask_with(tf.constant(ids), {key: tf.constant(value) for key, value in draws.items()})
+    theirs = in_step.mask_with(keras.ops.convert_to_tensor(ids), draws)
+    assert sorted(ours) == sorted(theirs)
+    for key in ours:
+        np.testing.assert_array_equal(np.asarray(ours[key]), keras.ops.convert_to_numpy(theirs[key]), err_msg=key)
+    masked = np.asarray(ours["token_ids"])
+    assert (masked == MASK_ID).any() and (masked != ids).any(axis=1).mean() > 0.5  # the draws did mask

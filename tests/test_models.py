@@ -1,12 +1,8 @@
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from nbhelpers.baseline import build_baseline_model, make_multi_hot_vectorizer, multi_hot_dataset
-from nbhelpers.export import build_text_model, load_text_model, predict_texts
 from nbhelpers.models import EMBEDDING_LAYER, build_classifier, build_encoder, build_pretraining_model
-from nbhelpers.tokenization import make_tokenizer
 
 SMALL = dict(sequence_length=16, num_layers=2, model_dim=16, num_heads=2, intermediate_dim=32, dropout=0.1)
 
@@ -75,46 +71,6 @@ def test_pretraining_weights_reload_into_a_fresh_model_still_tied(encoder, hand_
     assert fresh.get_layer("mlm_head").token_embedding is fresh.get_layer("encoder").get_layer(EMBEDDING_LAYER).token_embedding
 
 
-def test_baseline_round_trip_and_shapes(tmp_path):
-    sentences, labels = ["a good film", "a bad film", "good good", "bad"], [1, 0, 1, 0]
-    vectorizer = make_multi_hot_vectorizer(sentences, max_tokens=10)
-    model = build_baseline_model(vectorizer.vocabulary_size())
-    x, y = next(iter(multi_hot_dataset(vectorizer, sentences, labels, batch_size=4)))
-    assert x.shape == (4, vectorizer.vocabulary_size()) and set(np.unique(x)) <= {0, 1}
-    model.save(tmp_path / "baseline.keras")
-    np.testing.assert_array_equal(model(x), keras.models.load_model(tmp_path / "baseline.keras")(x))
-
-
-def test_text_model_reads_raw_strings_and_reloads_identically(encoder, hand_vocabulary, tmp_path):
-    tokenizer = make_tokenizer(hand_vocabulary, sequence_length=16)
-    text_model = build_text_model(tokenizer, build_classifier(encoder))
-    texts = ["The film was good.", "not a good film", "", "ünknown wörds only"]
-    probabilities = predict_texts(text_model, texts)
-    np.testing.assert_allclose(predict_texts(text_model, texts, batch_size=3), probabilities, atol=1e-6)
-    assert probabilities.shape == (4,) and ((0 <= probabilities) & (probabilities <= 1)).all()
-    text_model.save(tmp_path / "sentiment.keras")
-    reloaded = load_text_model(tmp_path / "sentiment.keras")
-    np.testing.assert_array_equal(probabilities, predict_texts(reloaded, texts))
-    np.testing.assert_array_equal(
-        np.asarray(reloaded(tf.constant(texts))).reshape(-1), probabilities
-    )
-
-
-def test_top_fill_ins_mask_a_whole_word_and_rank_guesses(encoder, hand_vocabulary):
-    from nbhelpers.fill_mask import top_fill_ins
-
-    tokenizer = make_tokenizer(hand_vocabulary, sequence_length=16)
-    pretrainer = build_pretraining_model(encoder, 3)
-    results = top_fill_ins(pretrainer, tokenizer, ["the film was good .", ". . .", "a bad films"], top_k=4)
-    assert [(text, answer) for text, answer, _ in results] == [
-        ("the film [MASK] good .", "was"),
-        ("a [MASK] film ##s", "bad"),  # "films" is two pieces: the whole word "bad" is masked
-    ]
-    probabilities = [p for _, _, guesses in results for _, p in guesses]
-    assert len(results[0][2]) == 4 and all(0 <= p <= 1 for p in probabilities)
-    assert [p for _, p in results[0][2]] == sorted((p for _, p in results[0][2]), reverse=True)
-
-
 def test_a_pre_layer_norm_encoder_ends_with_a_norm_and_reloads(hand_vocabulary, tmp_path):
     keras.utils.set_random_seed(0)
     encoder = build_encoder(vocabulary_size=len(hand_vocabulary), normalize_first=True, **SMALL)
@@ -126,52 +82,3 @@ def test_a_pre_layer_norm_encoder_ends_with_a_norm_and_reloads(hand_vocabulary, 
     np.testing.assert_array_equal(np.asarray(encoder(inputs)), np.asarray(reloaded(inputs)))
 
 
-def test_masked_token_accuracy_leaves_out_an_ignored_target_and_reloads():
-    from nbhelpers.metrics import MaskedTokenAccuracy
-
-    metric = MaskedTokenAccuracy(ignore_id=1, name="known_token_accuracy")
-    one_hot = np.eye(6, dtype="float32")
-    # Targets: [UNK] (predicted right), 5 (right), 3 (wrong), 4 (right but weight 0).
-    metric.update_state([[1, 5, 3, 4]], one_hot[[[1, 5, 2, 4]]], [[1.0, 1.0, 1.0, 0.0]])
-    assert float(metric.result()) == pytest.approx(0.5)
-    plain = keras.metrics.SparseCategoricalAccuracy()
-    plain.update_state([[1, 5, 3, 4]], one_hot[[[1, 5, 2, 4]]], [[1.0, 1.0, 1.0, 0.0]])
-    assert float(plain.result()) == pytest.approx(2 / 3)  # the [UNK] hit flatters the plain figure
-    restored = MaskedTokenAccuracy.from_config(metric.get_config())
-    assert restored.ignore_id == 1 and restored.name == "known_token_accuracy"
-
-
-def test_masked_token_accuracy_equals_keras_sparse_categorical_accuracy_in_training(encoder):
-    """Logged side by side in `fit` (weighted, as notebook 03 logs them): the same value every step."""
-    from nbhelpers.metrics import MaskedTokenAccuracy
-
-    rng = np.random.default_rng(0)
-    scores = keras.ops.softmax(rng.normal(size=(3, 7, 40)).astype("float32"))
-    targets = np.argmax(np.asarray(scores), axis=-1)
-    targets[:, ::2] = rng.integers(0, 40, size=targets[:, ::2].shape)  # about half right
-    weights = rng.integers(0, 2, size=(3, 7)).astype("float32")
-    ours, keras_own = MaskedTokenAccuracy(), keras.metrics.SparseCategoricalAccuracy()
-    for metric in (ours, keras_own):
-        metric.update_state(targets, scores, weights)
-    assert 0.2 < float(keras_own.result()) < 0.9
-    assert float(ours.result()) == pytest.approx(float(keras_own.result()), abs=1e-7)
-
-    pretrainer = build_pretraining_model(encoder, predictions_per_sequence=2)
-    pretrainer.compile(loss="sparse_categorical_crossentropy", optimizer="adam",
-                       weighted_metrics=["sparse_categorical_accuracy", MaskedTokenAccuracy(name="ours")])
-    inputs = {"token_ids": _ids([[5, 6, 7, 8], [9, 10, 11, 12]] * 4),
-              "mask_positions": np.array([[0, 1], [2, 3]] * 4, "int32")}
-    history = pretrainer.fit(inputs, np.array([[5, 6], [11, 9]] * 4, "int32"), sample_weight=np.ones((8, 2), "float32"),
-                             batch_size=2, epochs=6, verbose=0).history
-    np.testing.assert_allclose(history["ours"], history["sparse_categorical_accuracy"], atol=1e-6)
-    assert max(history["ours"]) > 0
-
-
-def test_shuffled_passes_run_whole_passes_end_to_end_in_seeded_orders():
-    from nbhelpers.training import shuffled_passes
-
-    order = shuffled_passes(10, 25, seed=3)
-    assert len(order) == 25
-    assert sorted(order[:10]) == sorted(order[10:20]) == list(range(10))  # whole passes, each a permutation
-    assert list(order[:10]) != list(order[10:20])  # each in its own order
-    np.testing.assert_array_equal(order, shuffled_passes(10, 25, seed=3))

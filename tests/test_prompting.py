@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from nbhelpers.models import build_encoder, build_pretraining_model, pretrainer_from_config
-from nbhelpers.prompting import Prompt, build_prompt_classifier
-from nbhelpers.tokenization import classification_dataset, make_tokenizer, tokenize_texts
+from nbhelpers.batches import classification_dataset
+from nbhelpers.prompting import Prompt, build_prompt_classifier, top_fill_ins
+from nbhelpers.tokenization import make_tokenizer, tokenize_texts
 from nbhelpers.training import compile_classifier, set_seed
 
 CONFIG = {"sequence_length": 10, "num_layers": 1, "model_dim": 8, "num_heads": 2, "intermediate_dim": 16,
@@ -86,3 +87,19 @@ def test_saved_mlm_weights_rebuild_the_same_head_and_the_classifier_learns(token
     data = classification_dataset(prompt.apply(tokenize_texts(tokenizer, sentences)), labels, 16, shuffle_seed=0)
     history = compile_classifier(classifier, 1e-2).fit(data, epochs=8, verbose=0, shuffle=False).history
     assert history["accuracy"][-1] == 1.0 and history["loss"][-1] < history["loss"][0] / 2
+
+
+def test_top_fill_ins_mask_a_whole_word_and_rank_guesses(hand_vocabulary):
+    tokenizer = make_tokenizer(hand_vocabulary, sequence_length=16)
+    set_seed(0)
+    encoder = build_encoder(len(hand_vocabulary), 16, num_layers=2, model_dim=16, num_heads=2, intermediate_dim=32,
+                            dropout=0.1)
+    pretrainer = build_pretraining_model(encoder, 3)
+    results = top_fill_ins(pretrainer, tokenizer, ["the film was good .", ". . .", "a bad films"], top_k=4)
+    assert [(text, answer) for text, answer, _ in results] == [
+        ("the film [MASK] good .", "was"),
+        ("a [MASK] film ##s", "bad"),  # "films" is two pieces: the whole word "bad" is masked
+    ]
+    probabilities = [p for _, _, guesses in results for _, p in guesses]
+    assert len(results[0][2]) == 4 and all(0 <= p <= 1 for p in probabilities)
+    assert [p for _, p in results[0][2]] == sorted((p for _, p in results[0][2]), reverse=True)

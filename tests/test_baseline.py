@@ -1,0 +1,49 @@
+"""The bag-of-words baseline: its model, its multi-hot vectors with and without TensorFlow."""
+
+import keras
+import numpy as np
+import pytest
+
+from nbhelpers.baseline import (
+    build_baseline_model, make_multi_hot_vectorizer, multi_hot, multi_hot_columns, sentence_words, split_rows,
+)
+from nbhelpers.batches import multi_hot_dataset
+
+
+SENTENCES = [
+    "A gripping, heartfelt film!", "the FILM is not dull ... it's wonderful", "Café's crème brûlée -- délicieux",
+    "it 's a film , a film , a FILM", "", "   ", "n't", "5 stars / 10 : \"great\"", "wonderful wonderful dull",
+    "The soundtrack (by A. R. Rahman) is great; the plot isn't.", "ÉCLAIR and eclair", "tab\tseparated\nlines",
+]
+
+
+def _compare_multi_hot(train, dev, max_tokens):
+    words, word_ids, counts = sentence_words(train + dev)
+    rows = split_rows(word_ids, counts)
+    columns, size = multi_hot_columns(rows[: len(train)], words, max_tokens)
+    vectorizer = make_multi_hot_vectorizer(train, max_tokens)
+    assert size == vectorizer.vocabulary_size()
+    for sentences, part in ((train, rows[: len(train)]), (dev, rows[len(train):])):
+        np.testing.assert_array_equal(multi_hot(part, columns, size), np.asarray(vectorizer(sentences)))
+
+
+def test_baseline_round_trip_and_shapes(tmp_path):
+    sentences, labels = ["a good film", "a bad film", "good good", "bad"], [1, 0, 1, 0]
+    vectorizer = make_multi_hot_vectorizer(sentences, max_tokens=10)
+    model = build_baseline_model(vectorizer.vocabulary_size())
+    x, y = next(iter(multi_hot_dataset(vectorizer, sentences, labels, batch_size=4)))
+    assert x.shape == (4, vectorizer.vocabulary_size()) and set(np.unique(x)) <= {0, 1}
+    model.save(tmp_path / "baseline.keras")
+    np.testing.assert_array_equal(model(x), keras.models.load_model(tmp_path / "baseline.keras")(x))
+
+
+@pytest.mark.parametrize("max_tokens", [6, 4000])  # 6: the cut falls among words counted equally often
+def test_numpy_multi_hot_vectors_equal_text_vectorizations(max_tokens):
+    _compare_multi_hot(SENTENCES[:8], SENTENCES[8:], max_tokens)
+
+
+def test_numpy_multi_hot_vectors_equal_text_vectorizations_on_real_sst2(shared_data):
+    from nbhelpers.data import load_sst2, sample_labelled
+
+    train = sample_labelled(*load_sst2(shared_data, "train"), 2000, seed=0)[0]
+    _compare_multi_hot(train, load_sst2(shared_data, "dev")[0], 500)

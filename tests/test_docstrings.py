@@ -1,0 +1,28 @@
+"""Every docstring example in the package (and in bench/benchlib.py) runs and shows what it prints."""
+
+import doctest
+import importlib
+import pkgutil
+import sys
+from pathlib import Path
+
+import pytest
+
+import nbhelpers
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+MODULES = ["nbhelpers", *sorted(module.name for module in pkgutil.iter_modules(nbhelpers.__path__, "nbhelpers."))]
+
+
+@pytest.mark.parametrize("name", [*MODULES, "benchlib"])
+def test_docstring_examples_run(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # examples that write files write them here
+    if name == "benchlib":
+        monkeypatch.syspath_prepend(str(BENCH))
+    module = importlib.import_module(name)
+    finder, runner = doctest.DocTestFinder(), doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    examples = 0
+    for test in finder.find(module):
+        examples += len(test.examples)
+        runner.run(test, out=sys.stdout.write)
+    assert runner.failures == 0, f"{runner.failures} of {examples} examples in {name} failed (printed above)"
