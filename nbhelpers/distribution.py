@@ -152,6 +152,7 @@ def multi_worker_job(backend=None, required=False):
     ...                                       "task": {"type": "worker", "index": 1}})
     >>> multi_worker_job("tensorflow")
     (2, 1)
+    >>> del os.environ["TF_CONFIG"]  # this process is no worker of that job
     """
     backend = backend or keras.backend.backend()
     if backend == "tensorflow":

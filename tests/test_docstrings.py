@@ -2,6 +2,7 @@
 
 import doctest
 import importlib
+import os
 import pkgutil
 import sys
 from pathlib import Path
@@ -22,7 +23,12 @@ def test_docstring_examples_run(name, tmp_path, monkeypatch):
     module = importlib.import_module(name)
     finder, runner = doctest.DocTestFinder(), doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
     examples = 0
-    for test in finder.find(module):
-        examples += len(test.examples)
-        runner.run(test, out=sys.stdout.write)
+    environment = dict(os.environ)
+    try:
+        for test in finder.find(module):
+            examples += len(test.examples)
+            runner.run(test, out=sys.stdout.write)
+    finally:  # an example that describes a job (TF_CONFIG) must not leave later tests inside it
+        os.environ.clear()
+        os.environ.update(environment)
     assert runner.failures == 0, f"{runner.failures} of {examples} examples in {name} failed (printed above)"
