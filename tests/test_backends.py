@@ -330,6 +330,12 @@ def test_data_parallel_none_changes_nothing_and_unknown_kinds_are_refused():
         data_parallel("mirror")
 
 
+SETTINGS = """
+from nbhelpers.training import set_precision, use_xla
+print(json.dumps({"backend": keras.backend.backend(), "xla": use_xla(), "precision": set_precision("auto")}))
+"""
+
+
 def test_the_training_settings_ask_the_active_backend(run_script):
     """Under JAX: steps are always XLA-compiled and "auto" precision asks JAX (not TensorFlow) for a GPU."""
     result = run_script(SETTINGS, "jax")
