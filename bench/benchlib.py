@@ -30,7 +30,6 @@ from keras import ops
 from nbhelpers.masking import SelfMaskingMLM, write_at_positions
 from nbhelpers.models import EMBEDDING_LAYER, padding_mask
 from nbhelpers.tokenization import PAD_ID
-from nbhelpers.training import use_xla
 
 
 def rewire_encoder(encoder, use_padding_mask=True, embedding=None):
@@ -75,13 +74,6 @@ def logits_pretraining_model(encoder, predictions_per_sequence):
     )
     outputs = head(encoder(inputs["token_ids"]), mask_positions=inputs["mask_positions"])
     return keras.Model(inputs, outputs, name="mlm_pretraining")
-
-
-def compile_with_optimizer(classifier, optimizer):
-    """Compile a sigmoid classifier as `nbhelpers.training.compile_classifier` does, with another optimizer
-    (the guide's `keras.optimizers.AdamW` in place of our `FusedAdamW`)."""
-    classifier.compile(loss="binary_crossentropy", optimizer=optimizer, metrics=["accuracy"], jit_compile=use_xla())
-    return classifier
 
 
 def shuffled_passes(rows, needed, seed):

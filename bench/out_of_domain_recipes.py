@@ -48,7 +48,9 @@ from nbhelpers.out_of_domain import score_out_of_domain
 from nbhelpers.run import load_profile
 from nbhelpers.batches import classification_dataset
 from nbhelpers.tokenization import make_tokenizer, tokenize_texts
-from nbhelpers.training import binary_accuracy, compile_classifier, fit_logged, repeated_epochs, set_precision, set_seed
+from nbhelpers.training import (
+    binary_accuracy, compile_classifier, finetuning_optimizer, fit_logged, repeated_epochs, set_precision, set_seed,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchlib.py, beside this script: bench/ is no package
 from benchlib import describe_machine  # noqa: E402
@@ -79,7 +81,7 @@ def fine_tune_and_score(source, recipe, seed, data, settings, log=print):
     # A recipe without averaging is also read out averaged: the averaging only watches the same
     # training path (`WeightAveraging(assign=False)`), so one fit gives both recipes' models.
     watcher = None if "averaged" in parse_recipe(recipe) else WeightAveraging.for_steps(epochs * steps_per_epoch, assign=False)
-    classifier = compile_classifier(classifier, rate)
+    classifier = compile_classifier(classifier, finetuning_optimizer(rate))
     with tempfile.TemporaryDirectory() as log_dir:
         fit_logged(classifier, repeated_train_ds, dev_ds, epochs=epochs, log_dir=log_dir, steps_per_epoch=steps_per_epoch,
                    callbacks=callbacks + ([watcher] if watcher else []), verbose=0, progress_label=f"{recipe}, seed {seed}")

@@ -62,10 +62,12 @@ from nbhelpers.masking import make_mask_generator
 from nbhelpers.metrics import MaskedTokenAccuracy
 from nbhelpers.models import build_classifier, build_encoder, build_pretraining_model
 from nbhelpers.tokenization import make_tokenizer, pack_texts, tokenize_texts
-from nbhelpers.training import binary_accuracy, compile_classifier, repeated_epochs, set_seed, use_xla
+from nbhelpers.training import (
+    binary_accuracy, compile_classifier, finetuning_optimizer, repeated_epochs, set_seed, use_xla,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchlib.py, beside this script: bench/ is no package
-from benchlib import compile_with_optimizer, describe_machine, rewire_encoder  # noqa: E402
+from benchlib import describe_machine, rewire_encoder  # noqa: E402
 
 MODEL = dict(num_layers=3, model_dim=128, num_heads=2, intermediate_dim=512, dropout=0.1)
 # How each side pretrains that model: the guide's blocks, and the cpu profile's (params/cpu.yaml).
@@ -374,11 +376,12 @@ def finetuning_side(side, tokenizer, train, dev, initial_weights, epochs, target
         train_data = classification_dataset(train_tokens, labels, FINETUNE_BATCH, shuffle_seed=0, bucketed=True)
         dev_data = classification_dataset(dev_tokens, dev_labels, FINETUNE_BATCH, bucketed=True)
     model.set_weights(initial_weights)  # both sides start from the same point
-    # The guide updates with Keras's AdamW; ours with compile_classifier's lazy `FusedAdamW`.
+    # The guide updates with Keras's AdamW; ours with the series' lazy `FusedAdamW`.
     if side == "guide":
-        compile_with_optimizer(model, keras.optimizers.AdamW(FINETUNE_LEARNING_RATE))
+        optimizer = keras.optimizers.AdamW(FINETUNE_LEARNING_RATE)
     else:
-        compile_classifier(model, FINETUNE_LEARNING_RATE)
+        optimizer = finetuning_optimizer(FINETUNE_LEARNING_RATE)
+    compile_classifier(model, optimizer)
     result = time_finetuning(model, train_data, dev_data, epochs, target, turns)
     if prepare_seconds is not None:
         result["one_time_tokenize_seconds"] = prepare_seconds

@@ -22,7 +22,7 @@ Usage (names as in the notebooks):
     from nbhelpers.models import build_classifier
     classifier = build_classifier(encoder)
     callbacks = prepare_recipe(classifier, "lp_ft+averaged", train_ds, total_steps=2 * steps_per_epoch, seed=42)
-    classifier = compile_classifier(classifier, 7e-5)
+    classifier = compile_classifier(classifier, finetuning_optimizer(7e-5))
     classifier.fit(train_ds.repeat(), epochs=2, steps_per_epoch=steps_per_epoch, callbacks=callbacks)
 """
 

@@ -33,7 +33,9 @@ from nbhelpers.baseline import build_baseline_model, make_multi_hot_vectorizer, 
 from nbhelpers.batches import NumpyBatches, classification_batches, in_order, multi_hot_dataset
 from nbhelpers.data import sample_labelled
 from nbhelpers.models import EMBEDDING_LAYER
-from nbhelpers.training import TrainingProgress, binary_accuracy, compile_classifier, repeated_epochs, set_seed
+from nbhelpers.training import (
+    TrainingProgress, binary_accuracy, compile_classifier, finetuning_optimizer, repeated_epochs, set_seed,
+)
 
 # The arms, in the order tables and plots show them (the names notebook 04 uses throughout).
 ARMS = ("bag of words", "transformer, no pretraining", "transformer, pretrained")
@@ -185,7 +187,7 @@ def fine_tune_transformer(arm, labelled, train, validation, seed, settings):
             raise ValueError(f"freeze_embedding: the classifier {classifier.name!r} holds no layer named 'encoder' with "
                              "the token embedding; build it on an encoder of nbhelpers.models.build_encoder.")
         encoder.get_layer(EMBEDDING_LAYER).token_embedding.trainable = False
-    classifier = compile_classifier(classifier, settings.learning_rate)
+    classifier = compile_classifier(classifier, finetuning_optimizer(settings.learning_rate))
     labels = np.asarray(labelled.train_labels)
 
     def dataset(indices, shuffle_seed=None):

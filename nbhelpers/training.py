@@ -286,22 +286,45 @@ def read_history(csv_path):
             if key != "epoch" and any(row[key] != "NA" for row in rows)}
 
 
-def compile_classifier(classifier, learning_rate):
-    """Compile a sigmoid sentiment classifier for fine-tuning (binary cross-entropy, AdamW).
+def finetuning_optimizer(learning_rate):
+    """The fine-tuning optimizer: AdamW at a constant learning rate, as the guide, as `FusedAdamW`.
 
-    AdamW as `FusedAdamW`: on TensorFlow, one pass over each variable a step, and where the step
-    is not XLA-compiled (`use_xla`: on CPUs) only the rows of the token embedding that the batch
-    holds (`lazy_sparse_updates`: a batch of short sentences holds a few hundred of its 30,522,
-    and a pass over all 3.9M parameters was a fifth of a CPU step; under XLA the lazy update was
-    5x slower).
+    `FusedAdamW` is AdamW in one pass over each variable a step on TensorFlow. Where the step is
+    not XLA-compiled (`use_xla`: on CPUs) it updates only the rows of the token embedding that the
+    batch holds (`lazy_sparse_updates`: a batch of short sentences holds a few hundred of its
+    rows, and a pass over all of them was a fifth of a CPU step; under XLA the lazy update was 5x
+    slower).
+
+    Args:
+        learning_rate: a float, or a Keras learning-rate schedule.
+
+    Example:
+
+    >>> optimizer = finetuning_optimizer(7e-5)
+    >>> type(optimizer).__name__, optimizer.lazy_sparse_updates == (not use_xla())
+    ('FusedAdamW', True)
     """
-    xla = use_xla()
-    classifier.compile(
-        loss="binary_crossentropy",
-        optimizer=FusedAdamW(learning_rate, lazy_sparse_updates=not xla),
-        metrics=["accuracy"],
-        jit_compile=xla,
-    )
+    return FusedAdamW(learning_rate, lazy_sparse_updates=not use_xla())
+
+
+def compile_classifier(classifier, optimizer):
+    """Compile a sigmoid sentiment classifier for fine-tuning: binary cross-entropy, accuracy, XLA where it pays.
+
+    Args:
+        classifier: a Keras model with one sigmoid output, as `nbhelpers.models.build_classifier` builds.
+        optimizer: a Keras optimizer; `finetuning_optimizer(learning_rate)` for the series' own.
+
+    Returns:
+        The classifier, compiled.
+
+    Example:
+
+    >>> from nbhelpers.models import build_classifier, build_encoder
+    >>> classifier = build_classifier(build_encoder(50, 16, 1, 8, 2, 16, 0.0))
+    >>> compile_classifier(classifier, finetuning_optimizer(1e-3)).loss
+    'binary_crossentropy'
+    """
+    classifier.compile(loss="binary_crossentropy", optimizer=optimizer, metrics=["accuracy"], jit_compile=use_xla())
     return classifier
 
 

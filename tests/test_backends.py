@@ -219,7 +219,7 @@ import keras
 from nbhelpers.distribution import data_parallel, global_batch_size
 from nbhelpers.metrics import MaskedTokenAccuracy
 from nbhelpers.models import build_classifier, build_encoder, build_pretraining_model
-from nbhelpers.training import compile_classifier, use_xla
+from nbhelpers.training import compile_classifier, finetuning_optimizer, use_xla
 
 if keras.backend.backend() == "tensorflow":
     import tensorflow as tf
@@ -247,7 +247,7 @@ def one_step(kind, model_kind):
             x = {"token_ids": ids[:batch], "mask_positions": positions[:batch]}
             model.fit(x, targets[:batch], sample_weight=weights[:batch], batch_size=batch, epochs=1, verbose=0)
         else:  # notebook 04's
-            model = compile_classifier(build_classifier(encoder), 1e-2)
+            model = compile_classifier(build_classifier(encoder), finetuning_optimizer(1e-2))
             before = [np.array(w) for w in model.get_weights()]
             model.fit(ids[:batch], labels[:batch], batch_size=batch, epochs=1, verbose=0)
         after = [np.asarray(w) for w in model.get_weights()]

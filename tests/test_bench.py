@@ -12,7 +12,7 @@ import pytest
 
 from nbhelpers.models import build_classifier, build_encoder
 from nbhelpers.batches import classification_dataset
-from nbhelpers.training import compile_classifier, set_seed
+from nbhelpers.training import compile_classifier, finetuning_optimizer, set_seed
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "speed.py"
 
@@ -94,7 +94,8 @@ def test_compiling_every_shape_first_changes_nothing_in_the_training(speed):
 
     def trained(warm_up_first):
         set_seed(0)
-        model = compile_classifier(build_classifier(build_encoder(50, 40, 1, 8, 2, 16, 0.0)), 1e-3)
+        encoder = build_encoder(50, 40, 1, 8, 2, 16, 0.0)
+        model = compile_classifier(build_classifier(encoder), finetuning_optimizer(1e-3))
         data = classification_dataset(tokens, labels, 8, shuffle_seed=0, bucketed=True)
         if warm_up_first:
             seconds, shapes = speed.compile_every_shape(model, data, speed.Turns())

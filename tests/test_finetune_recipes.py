@@ -7,7 +7,7 @@ from nbhelpers.finetune_recipes import (
 )
 from nbhelpers.models import EMBEDDING_LAYER, build_classifier, build_encoder
 from nbhelpers.batches import classification_dataset
-from nbhelpers.training import compile_classifier
+from nbhelpers.training import compile_classifier, finetuning_optimizer
 
 SMALL = dict(vocabulary_size=40, sequence_length=12, num_layers=1, model_dim=8, num_heads=2, intermediate_dim=16, dropout=0.0)
 
@@ -48,7 +48,7 @@ def test_the_linear_probe_fits_the_head_and_leaves_the_encoder_as_it_was():
     assert not np.allclose(head_before[0], classifier.get_layer(HEAD_LAYER).get_weights()[0])
     assert accuracy > 0.9
     # The head the classifier now has is the probe's: its own accuracy on the data agrees.
-    compile_classifier(classifier, 1e-3)
+    compile_classifier(classifier, finetuning_optimizer(1e-3))
     assert classifier.evaluate(data, verbose=0)[1] > 0.9
 
 
@@ -85,7 +85,7 @@ def test_slow_embedding_keeps_the_token_embedding_and_trains_the_rest():
     head_before = classifier.get_layer(HEAD_LAYER).get_weights()[0].copy()
     callbacks = prepare_recipe(classifier, "slow_embedding+averaged", data, total_steps=12, log=lambda line: None)
     assert [type(c) for c in callbacks] == [WeightAveraging]
-    compile_classifier(classifier, 1e-2)
+    compile_classifier(classifier, finetuning_optimizer(1e-2))
     classifier.fit(data.repeat(), epochs=2, steps_per_epoch=6, callbacks=callbacks, verbose=0, shuffle=False)
     np.testing.assert_array_equal(before, keras.ops.convert_to_numpy(embedding.embeddings))
     assert not np.allclose(head_before, classifier.get_layer(HEAD_LAYER).get_weights()[0])

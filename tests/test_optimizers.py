@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from nbhelpers import training
 from nbhelpers.optimizers import FusedAdamW
-from nbhelpers.training import compile_classifier
+from nbhelpers.training import compile_classifier, finetuning_optimizer
 
 
 class DenseGradientAdamW(keras.optimizers.AdamW):
@@ -189,13 +189,22 @@ def test_lazy_sparse_updates_leave_dense_gradients_to_adamw():
     np.testing.assert_array_equal(dense.numpy(), same_start.numpy())
 
 
-@pytest.mark.filterwarnings("ignore:Model doesn't support `jit_compile=True`")  # op determinism, see below
-def test_compile_classifier_updates_lazily_where_the_step_is_not_xla_compiled(monkeypatch):
-    classifier = compile_classifier(small_classifier(), 1e-3)  # a CPU: no XLA
-    assert isinstance(classifier.optimizer, FusedAdamW) and classifier.optimizer.lazy_sparse_updates
+def test_finetuning_optimizer_updates_lazily_where_the_step_is_not_xla_compiled(monkeypatch):
+    optimizer = finetuning_optimizer(1e-3)  # a CPU: no XLA
+    assert isinstance(optimizer, FusedAdamW) and optimizer.lazy_sparse_updates
     monkeypatch.setattr(training, "use_xla", lambda: True)  # as on a GPU
-    classifier = compile_classifier(small_classifier(), 1e-3)
-    assert not classifier.optimizer.lazy_sparse_updates  # (Keras may still turn XLA off: op determinism)
+    assert not finetuning_optimizer(1e-3).lazy_sparse_updates
+
+
+def test_compile_classifier_trains_with_the_optimizer_it_is_given():
+    optimizer = keras.optimizers.SGD(0.5)
+    classifier = compile_classifier(small_classifier(), optimizer)
+    assert classifier.optimizer is optimizer and classifier.loss == "binary_crossentropy"
+    before = classifier.get_layer("out").get_weights()[0].copy()
+    ids, labels = data()
+    classifier.fit(ids, labels, epochs=1, verbose=0)
+    assert optimizer.iterations.numpy() > 0
+    assert not np.array_equal(before, classifier.get_layer("out").get_weights()[0])
 
 
 MIRRORED = """

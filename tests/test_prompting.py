@@ -7,7 +7,7 @@ from nbhelpers.models import build_encoder, build_pretraining_model, pretrainer_
 from nbhelpers.batches import classification_dataset
 from nbhelpers.prompting import Prompt, build_prompt_classifier, top_fill_ins
 from nbhelpers.tokenization import make_tokenizer, tokenize_texts
-from nbhelpers.training import compile_classifier, set_seed
+from nbhelpers.training import compile_classifier, finetuning_optimizer, set_seed
 
 CONFIG = {"sequence_length": 10, "num_layers": 1, "model_dim": 8, "num_heads": 2, "intermediate_dim": 16,
           "dropout": 0.0, "normalize_first": True, "predictions_per_sequence": 2}
@@ -85,7 +85,7 @@ def test_saved_mlm_weights_rebuild_the_same_head_and_the_classifier_learns(token
     sentences = ["the film was good", "the film was bad", "a good film", "a bad film"] * 16
     labels = [1, 0, 1, 0] * 16
     data = classification_dataset(prompt.apply(tokenize_texts(tokenizer, sentences)), labels, 16, shuffle_seed=0)
-    history = compile_classifier(classifier, 1e-2).fit(data, epochs=8, verbose=0, shuffle=False).history
+    history = compile_classifier(classifier, finetuning_optimizer(1e-2)).fit(data, epochs=8, verbose=0, shuffle=False).history
     assert history["accuracy"][-1] == 1.0 and history["loss"][-1] < history["loss"][0] / 2
 
 
