@@ -287,7 +287,7 @@ def read_history(csv_path):
 
 
 def finetuning_optimizer(learning_rate):
-    """The fine-tuning optimizer: AdamW at a constant learning rate, as the guide, as `FusedAdamW`.
+    """The fine-tuning optimizer: AdamW at a constant learning rate, as the guide's, built as `FusedAdamW`.
 
     `FusedAdamW` is AdamW in one pass over each variable a step on TensorFlow. Where the step is
     not XLA-compiled (`use_xla`: on CPUs) it updates only the rows of the token embedding that the
