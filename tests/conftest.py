@@ -17,6 +17,20 @@ ROOT = Path(__file__).resolve().parents[1]
 # machines (see its README); a user's machine usually has none.
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
+
+
+def printed(notebook_path):
+    """What an executed notebook printed to stdout, every cell's stream outputs joined in order.
+
+    The kernel flushes stdout on a timer, so one `print` can reach the notebook as several stream
+    outputs, split anywhere (a CI run once split "prompted:" from the rest of its line): search
+    this text, never the notebook's JSON.
+    """
+    notebook = json.loads(Path(notebook_path).read_text())
+    return "".join("".join(output["text"]) for cell in notebook["cells"] for output in cell.get("outputs", [])
+                   if output["output_type"] == "stream" and output["name"] == "stdout")
+
+
 HAND_VOCABULARY = [
     "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]",
     "the", "film", "was", "good", "bad", "not", "cafe", "##s", ".", "a",

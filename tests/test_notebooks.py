@@ -13,6 +13,8 @@ import pytest
 from nbhelpers.artifacts import read_json
 from nbhelpers.notebook_hygiene import MACHINE_PATH, problems
 from nbhelpers.run import notebook_paths, run_series
+from conftest import printed
+
 
 EXPECTED_FILES = {
     "01_baseline": {"config.json", "metrics.json", "history.csv", "history.png", "bag_of_words.keras", "manifest.json"},
@@ -74,7 +76,7 @@ def test_the_series_runs_in_order_with_the_tiny_profile(tiny_series):
     better_control = max(all_labels["bag of words"], all_labels["transformer, no pretraining"])
     assert all_labels["transformer, pretrained"] - better_control >= 0.03, all_labels
     assert read_json(tmp_path / "04_classifier" / "config.json")["curve_prompt"] == "the film is [MASK] ."
-    assert "prompted: " in executed[3].read_text() and "the film is [MASK] ." in executed[3].read_text()
+    assert "prompted: " in printed(executed[3]) and "the film is [MASK] ." in printed(executed[3])
     # The exported models (in memory, .keras reloaded, SavedModel reloaded) agree with the
     # classifier on the whole dev set: the same labels, probabilities within 1e-3.
     assert set(export["same_labels_as_classifier"]) == {"in memory", ".keras reloaded", "SavedModel reloaded"}
@@ -98,10 +100,10 @@ def test_a_time_budget_is_planned_as_steps_with_ten_evaluations(tiny_series, tmp
     config = read_json(tmp_path / "03_encoder" / "config.json")
     metrics = read_json(tmp_path / "03_encoder" / "metrics.json")
     assert config["pretrain_minutes"] == 0.25 and config["normalize_first"] is True
-    assert config["planned_steps"] >= 10 and "steps fit in 0.25 minutes" in executed[0].read_text()
+    assert config["planned_steps"] >= 10 and "steps fit in 0.25 minutes" in printed(executed[0])
     # The tiny profile starts the embedding from co-occurrence vectors; their time counts against the budget.
     assert config["embedding_start"] == "cooccurrence" and 0 < metrics["embedding_start_seconds"] < 15
-    assert "token embedding started from co-occurrence vectors" in executed[0].read_text()
+    assert "token embedding started from co-occurrence vectors" in printed(executed[0])
     assert metrics["optimizer_steps"] == config["planned_steps"] // 10 * 10
     assert len(metrics["history"]["loss"]) == 10 and metrics["history"]["minutes"] == sorted(metrics["history"]["minutes"])
     assert 0 <= metrics["val_known_token_accuracy"] <= 1
@@ -147,7 +149,7 @@ def test_pretraining_and_fine_tuning_run_on_jax_over_two_devices_without_tensorf
     assert (fine_tuning["replicas"], fine_tuning["finetune_global_batch_size"]) == (2, 2 * fine_tuning["finetune_batch_size"])
     metrics = read_json(tmp_path / "04_classifier" / "metrics.json")
     assert 0 <= metrics["dev_accuracy"] <= 1 and len(metrics["history"]["val_accuracy"]) == 1
-    assert "padding is " in executed[1].read_text()
+    assert "padding is " in printed(executed[1])
     export = read_json(tmp_path / "05_export" / "metrics.json")
     assert all(export["same_labels_as_classifier"].values()) and export["max_difference_vs_classifier"] <= 1e-3
 

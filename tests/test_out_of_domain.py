@@ -28,6 +28,8 @@ from nbhelpers.models import build_classifier, build_encoder
 from nbhelpers.out_of_domain import format_out_of_domain, score_out_of_domain
 from nbhelpers.run import notebook_paths, run_series
 from nbhelpers.tokenization import make_tokenizer
+from conftest import printed
+
 
 SHARED_SENTIMENT = Path(__file__).resolve().parents[2] / "shared" / "data" / "sentiment"
 
@@ -256,7 +258,7 @@ def test_notebook_05_scores_the_sets_of_the_data_folder_into_metrics_and_card(ar
         assert recorded["examples"] == summary["examples"] and recorded["positive"] == summary["positive"]
     card = (artifacts / "05_export" / "MODEL_CARD.md").read_text()
     assert f"| all together | 6 | 66.7% | 0.6667 | {expected['all']['accuracy']['transformer']:.4f} | 0.6667 |" in card
-    executed = (artifacts / "05_export_raw_text.ipynb").read_text()
+    executed = printed(artifacts / "05_export_raw_text.ipynb")
     assert "zero-shot accuracy on sentences from outside films" in executed
 
 

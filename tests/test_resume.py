@@ -11,6 +11,8 @@ import pytest
 
 from nbhelpers.artifacts import read_json, resume_folder
 from nbhelpers.run import load_profile, notebook_paths, run_series
+from conftest import printed
+
 
 EPOCHS = 3
 
@@ -54,7 +56,7 @@ def test_killed_pretraining_resumes_and_ends_like_an_uninterrupted_run(tiny_seri
     assert not (artifacts / "03_encoder").exists()  # nothing half-published
 
     resumed = run_series(notebook_paths(only=["03"]), {"PRETRAIN_EPOCHS": EPOCHS}, artifacts)[0]
-    assert "Resuming from the training state" in resumed.read_text()
+    assert "Resuming from the training state" in printed(resumed)
     metrics = read_json(artifacts / "03_encoder" / "metrics.json")
     config = read_json(artifacts / "02_mlm_data" / "config.json")
     steps_per_epoch = config["train_sequences"] // load_profile("tiny")["PRETRAIN_BATCH_SIZE"]
