@@ -12,6 +12,11 @@ nothing is trained or tuned on them.
     python bench/out_of_domain_recipes.py --artifacts artifacts-cpu --recipes plain lp_ft slow_embedding \\
         --seeds 42 43 44 --out bench/results/out-of-domain-recipes
 
+With `--prompt "it was [MASK] ."` every recipe fine-tunes as a cloze instead of a pooled head:
+the pretrained MLM head reads the label from the prompt's `[MASK]` (`nbhelpers.prompting`, as
+notebook 04's label-budget curve does), on all labels. `--set FINETUNE_EPOCHS=3` (any of the
+profile's `FINETUNE_*` settings) changes one setting for every fit.
+
 A recipe without weight averaging is also scored averaged, out of the same fit: the averaging
 only watches the training path, so "plain" gives "averaged" too, and "lp_ft" "lp_ft+averaged".
 A recipe with `lp_ft` also scores the linear probe alone ("linear_probe": the pretrained encoder,
@@ -34,6 +39,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 import nbhelpers  # noqa: F401  (first: it keeps TensorFlow's start-up logs quiet)
 import keras
@@ -43,8 +49,9 @@ from nbhelpers.cli import UserError, run_command
 from nbhelpers.data import OUT_OF_DOMAIN_FOLDER, load_out_of_domain_sets, load_sst2
 from nbhelpers.export import build_text_model
 from nbhelpers.finetune_recipes import WeightAveraging, parse_recipe, prepare_recipe
-from nbhelpers.models import build_classifier
+from nbhelpers.models import build_classifier, pretrainer_from_config
 from nbhelpers.out_of_domain import score_out_of_domain
+from nbhelpers.prompting import Prompt, build_prompt_classifier
 from nbhelpers.run import load_profile
 from nbhelpers.batches import classification_dataset
 from nbhelpers.tokenization import make_tokenizer, tokenize_texts
@@ -56,12 +63,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchlib.py, beside 
 from benchlib import describe_machine  # noqa: E402
 
 
-def fine_tune_and_score(source, recipe, seed, data, settings, log=print):
+def fine_tune_and_score(source, recipe, seed, data, settings, log=print, prompt=None):
     """One fit: notebook 04's all-labels fine-tuning under `recipe` with `seed`.
 
     Returns a list of records: the recipe's, and for a recipe without "averaged" also its
     averaged variant, read out of the same fit ("plain" -> "averaged", "lp_ft" -> "lp_ft+averaged");
     with "lp_ft", the probe alone ("linear_probe") and the halfway weights ("lp_ft+wise") too.
+    With a `Prompt`, the classifier is the cloze of `build_prompt_classifier` (the token arrays
+    in `data` already prompted).
     """
     tokenizer, train_tokens, train_labels, dev_tokens, dev_labels, sets = data
     set_seed(seed)
@@ -71,13 +80,18 @@ def fine_tune_and_score(source, recipe, seed, data, settings, log=print):
     repeated_train_ds, steps_per_epoch = repeated_epochs(train_ds)
     dev_ds = classification_dataset(dev_tokens, dev_labels, batch_size, bucketed=bucketed)
     start = time.perf_counter()
-    classifier = build_classifier(keras.models.load_model(source / "encoder.keras"))
+    if prompt is None:
+        classifier = build_classifier(keras.models.load_model(source / "encoder.keras"))
+    else:
+        config = read_json(source / "config.json")
+        pretrainer = pretrainer_from_config(config, tokenizer.vocabulary_size(), source / "mlm.weights.h5", activation=None)
+        classifier = build_prompt_classifier(pretrainer.get_layer("encoder"), pretrainer.get_layer("mlm_head"), prompt)
     callbacks = prepare_recipe(classifier, recipe, train_ds, epochs * steps_per_epoch, seed=seed, log=log)
     runs, probe = [], None
     if "lp_ft" in parse_recipe(recipe):  # the linear probe alone: the pretrained encoder untouched, the fitted head
         probe = _weights(classifier)
         runs.append(_scored(classifier, "linear_probe", seed, dev_ds, tokenizer, sets, time.perf_counter() - start,
-                            read_out_of=recipe))
+                            read_out_of=recipe, prompt=prompt))
     # A recipe without averaging is also read out averaged: the averaging only watches the same
     # training path (`WeightAveraging(assign=False)`), so one fit gives both recipes' models.
     watcher = None if "averaged" in parse_recipe(recipe) else WeightAveraging.for_steps(epochs * steps_per_epoch, assign=False)
@@ -86,16 +100,16 @@ def fine_tune_and_score(source, recipe, seed, data, settings, log=print):
         fit_logged(classifier, repeated_train_ds, dev_ds, epochs=epochs, log_dir=log_dir, steps_per_epoch=steps_per_epoch,
                    callbacks=callbacks + ([watcher] if watcher else []), verbose=0, progress_label=f"{recipe}, seed {seed}")
     seconds = time.perf_counter() - start
-    runs.append(_scored(classifier, recipe, seed, dev_ds, tokenizer, sets, seconds))
+    runs.append(_scored(classifier, recipe, seed, dev_ds, tokenizer, sets, seconds, prompt=prompt))
     if probe is not None:  # WiSE-FT's interpolation (Wortsman et al., CVPR 2022), halfway back to the probe
         tuned = _weights(classifier)
         _assign(classifier, [(a + b) / 2 for a, b in zip(probe, tuned)])
-        runs.append(_scored(classifier, f"{recipe}+wise", seed, dev_ds, tokenizer, sets, seconds, read_out_of=recipe))
+        runs.append(_scored(classifier, f"{recipe}+wise", seed, dev_ds, tokenizer, sets, seconds, read_out_of=recipe, prompt=prompt))
         _assign(classifier, tuned)
     if watcher:
         watcher.apply()
         averaged = "averaged" if recipe == "plain" else f"{recipe}+averaged"
-        runs.append(_scored(classifier, averaged, seed, dev_ds, tokenizer, sets, seconds, read_out_of=recipe))
+        runs.append(_scored(classifier, averaged, seed, dev_ds, tokenizer, sets, seconds, read_out_of=recipe, prompt=prompt))
     return runs
 
 
@@ -108,9 +122,21 @@ def _assign(model, values):
         variable.assign(value)
 
 
-def _scored(classifier, recipe, seed, dev_ds, tokenizer, sets, seconds, read_out_of=None):
+class _PromptedTexts:
+    """Raw strings to P(positive) through a prompt: the bench's stand-in for an exported cloze model."""
+
+    def __init__(self, classifier, tokenizer, prompt):
+        self.classifier, self.tokenizer, self.prompt = classifier, tokenizer, prompt
+
+    def __call__(self, texts, training=False):
+        sentences = [text.decode("utf-8") for text in texts.numpy()]
+        return self.classifier.predict(self.prompt.apply(tokenize_texts(self.tokenizer, sentences)), verbose=0)
+
+
+def _scored(classifier, recipe, seed, dev_ds, tokenizer, sets, seconds, read_out_of=None, prompt=None):
     dev_accuracy = binary_accuracy(classifier, dev_ds)
-    scores = score_out_of_domain({"model": build_text_model(tokenizer, classifier)}, sets)
+    text_model = build_text_model(tokenizer, classifier) if prompt is None else _PromptedTexts(classifier, tokenizer, prompt)
+    scores = score_out_of_domain({"model": text_model}, sets)
     return {
         "recipe": recipe, "seed": seed, "sst2_dev": dev_accuracy,
         "out_of_domain": scores["all"]["accuracy"]["model"],
@@ -171,6 +197,10 @@ def main(argv=None):
                         help="recipe names (default: plain lp_ft slow_embedding, each also read out averaged)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44], help="fine-tuning seeds")
     parser.add_argument("--profile", default="cpu", help="the profile whose FINETUNE_* settings are used")
+    parser.add_argument("--prompt", help='fine-tune as a cloze with this prompt, e.g. "it was [MASK] ."')
+    parser.add_argument("--label-words", default="terrible,great", help="the prompt's label words, negative,positive")
+    parser.add_argument("--set", nargs="+", default=[], metavar="NAME=VALUE",
+                        help="change one of the profile's FINETUNE_* settings, e.g. FINETUNE_EPOCHS=3")
     parser.add_argument("--out", required=True, help="results path without suffix: writes OUT.json and OUT.md")
     args = parser.parse_args(argv)
     if args.combine:
@@ -185,7 +215,22 @@ def main(argv=None):
 
     profile = load_profile(args.profile)
     settings = {key: profile[key] for key in ("FINETUNE_BATCH_SIZE", "FINETUNE_EPOCHS", "FINETUNE_LEARNING_RATE", "BUCKETED")}
-    source = require_artifact(args.artifacts, "03_encoder", files=("config.json", "encoder.keras", "vocab.txt"))
+    for assignment in args.set:
+        name, _, value = assignment.partition("=")
+        if name not in settings or not value:
+            raise UserError(f"--set {assignment}: give NAME=VALUE with NAME one of {', '.join(settings)}.")
+        parsed = yaml.safe_load(value)
+        if isinstance(settings[name], float) and isinstance(parsed, (int, str)):
+            try:
+                parsed = float(parsed)  # YAML reads "1e-4" as a string
+            except ValueError:
+                pass  # refused just below
+        if type(parsed) is not type(settings[name]):
+            kind = {bool: "true or false", int: "a whole number", float: "a number"}[type(settings[name])]
+            raise UserError(f"--set {assignment}: {name} takes {kind}.")
+        settings[name] = parsed
+    source = require_artifact(args.artifacts, "03_encoder", files=("config.json", "encoder.keras", "vocab.txt")
+                              + (("mlm.weights.h5",) if args.prompt else ()))
     config = read_json(source / "config.json")
     data_dir = Path(args.data_dir) if args.data_dir else data_folder(args.artifacts, config)
     sets = load_out_of_domain_sets(data_dir)
@@ -195,17 +240,24 @@ def main(argv=None):
     tokenizer = make_tokenizer(source / "vocab.txt", config["sequence_length"])
     train_sentences, train_labels = load_sst2(data_dir, "train")
     dev_sentences, dev_labels = load_sst2(data_dir, "dev")
-    data = (tokenizer, tokenize_texts(tokenizer, train_sentences), np.asarray(train_labels),
-            tokenize_texts(tokenizer, dev_sentences), dev_labels, sets)
+    prompt = None
+    if args.prompt:
+        try:
+            prompt = Prompt.parse(tokenizer, args.prompt, args.label_words)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+    prompted = (lambda tokens: tokens) if prompt is None else prompt.apply
+    data = (tokenizer, prompted(tokenize_texts(tokenizer, train_sentences)), np.asarray(train_labels),
+            prompted(tokenize_texts(tokenizer, dev_sentences)), dev_labels, sets)
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     record = {"artifacts": str(args.artifacts), "encoder": {k: config.get(k) for k in ("corpus", "vocabulary_size", "pretrain_epochs", "train_sequences")},
-              "settings": settings, "machine": describe_machine(), "runs": []}
+              "settings": settings, "prompt": args.prompt and f"{args.prompt} ({args.label_words})", "machine": describe_machine(), "runs": []}
     # Seed by seed, every recipe: an interrupted comparison still compares like with like.
     for seed in args.seeds:
         for recipe in args.recipes:
-            for run in fine_tune_and_score(source, recipe, seed, data, settings):
+            for run in fine_tune_and_score(source, recipe, seed, data, settings, prompt=prompt):
                 record["runs"].append(run)
                 print(f"{run['recipe']:<32} seed {seed}  SST-2 dev {run['sst2_dev']:.3f}  product reviews "
                       f"{run['out_of_domain']:.3f}  ({run['seconds']:.0f} s)", flush=True)

@@ -10,7 +10,9 @@ import keras
 import numpy as np
 import pytest
 
-from nbhelpers.models import build_classifier, build_encoder
+from nbhelpers.artifacts import publish_artifact, stage_artifact
+from nbhelpers.cli import UserError
+from nbhelpers.models import build_classifier, build_encoder, pretrainer_from_config
 from nbhelpers.batches import classification_dataset
 from nbhelpers.training import compile_classifier, finetuning_optimizer, set_seed
 
@@ -83,6 +85,62 @@ def test_the_pretraining_recipe_comparison_runs_and_records_curves(tmp_path, mon
     assert packed["useful_token_share"] > 0.95 > record["results"]["the guide's recipe"]["useful_token_share"]
     assert out.with_suffix(".png").is_file()
 
+
+
+@pytest.fixture
+def small_encoder_artifacts(tmp_path, hand_vocabulary):
+    """Notebook 03's artifact for a one-block encoder over the hand vocabulary, and a data folder with
+    a few SST-2 sentences and one out-of-domain set: `(artifacts folder, data folder)`."""
+    rows = [("the film was good .", 1), ("the film was bad .", 0), ("a good film", 1), ("not a good film .", 0)] * 3
+    data_dir = tmp_path / "data"
+    for path, lines in [("sst2/train.tsv", rows), ("sst2/dev.tsv", rows[:4]),
+                        ("sentiment/cafes.tsv", [("the cafe was good .", 1), ("the cafes were bad .", 0)])]:
+        (data_dir / path).parent.mkdir(parents=True, exist_ok=True)
+        (data_dir / path).write_text("sentence\tlabel\n" + "".join(f"{s}\t{y}\n" for s, y in lines))
+    config = {"precision": "float32", "sequence_length": 16, "num_layers": 1, "model_dim": 16, "num_heads": 2,
+              "intermediate_dim": 32, "dropout": 0.0, "predictions_per_sequence": 4, "corpus": "hand-written"}
+    keras.utils.set_random_seed(0)
+    pretrainer = pretrainer_from_config(config, len(hand_vocabulary))
+    staging = stage_artifact(tmp_path / "artifacts", "03_encoder")
+    pretrainer.get_layer("encoder").save(staging / "encoder.keras")
+    pretrainer.save_weights(staging / "mlm.weights.h5")
+    (staging / "vocab.txt").write_text("\n".join(hand_vocabulary) + "\n")
+    (staging / "config.json").write_text(json.dumps(config))
+    publish_artifact(staging)
+    return tmp_path / "artifacts", data_dir
+
+
+@pytest.mark.parametrize("cloze", [False, True], ids=["pooled head", "cloze"])
+def test_the_out_of_domain_comparison_fine_tunes_and_scores_both_sets(small_encoder_artifacts, tmp_path, cloze):
+    artifacts, data_dir = small_encoder_artifacts
+    recipes = _load("out_of_domain_recipes.py")
+    out = tmp_path / "results" / "recipes"
+    prompt = ["--prompt", "the film was [MASK] .", "--label-words", "bad,good"] if cloze else []
+    recipes.main(["--artifacts", str(artifacts), "--data-dir", str(data_dir), "--recipes", "plain", "--seeds", "1",
+                  "--profile", "tiny", "--set", "FINETUNE_EPOCHS=1", "FINETUNE_LEARNING_RATE=1e-3", *prompt,
+                  "--out", str(out)])
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert (record["settings"]["FINETUNE_EPOCHS"], record["settings"]["FINETUNE_LEARNING_RATE"]) == (1, 1e-3)
+    assert record["prompt"] == ("the film was [MASK] . (bad,good)" if cloze else None)
+    # "plain", and "averaged" read out of the same fit; each scored on SST-2 dev and the set.
+    assert [(run["recipe"], run["seed"]) for run in record["runs"]] == [("plain", 1), ("averaged", 1)]
+    for run in record["runs"]:
+        assert 0 <= run["sst2_dev"] <= 1 and list(run["out_of_domain_sets"]) == ["cafes.tsv"]
+        assert run["out_of_domain"] in (0.0, 0.5, 1.0) and run["majority_class"] == 0.5
+    assert "| plain | 1 |" in out.with_suffix(".md").read_text()
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("FINETUNE_EPOCH=3", "NAME one of FINETUNE_BATCH_SIZE"), ("FINETUNE_EPOCHS=many", "FINETUNE_EPOCHS takes a whole number"),
+    ("FINETUNE_LEARNING_RATE=fast", "takes a number"), ("BUCKETED=1", "takes true or false"),
+])
+def test_the_out_of_domain_comparison_refuses_a_setting_it_cannot_use(small_encoder_artifacts, tmp_path, setting,
+                                                                      message):
+    artifacts, data_dir = small_encoder_artifacts
+    recipes = _load("out_of_domain_recipes.py")
+    with pytest.raises(UserError, match=message):
+        recipes.main(["--artifacts", str(artifacts), "--data-dir", str(data_dir), "--set", setting,
+                      "--out", str(tmp_path / "recipes")])
 
 
 def test_compiling_every_shape_first_changes_nothing_in_the_training(speed):
