@@ -1,7 +1,6 @@
 """Declared ranges, the exact versions `make` installs, and the conda file agree; the lower bounds resolve."""
 
 import os
-import re
 import socket
 import subprocess
 import sys

@@ -7,7 +7,6 @@ import sys
 import time
 
 import psutil
-import pytest
 
 from nbhelpers.artifacts import read_json, resume_folder
 from nbhelpers.run import load_profile, notebook_paths, run_series
