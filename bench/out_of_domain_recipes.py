@@ -39,7 +39,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 import nbhelpers  # noqa: F401  (first: it keeps TensorFlow's start-up logs quiet)
 import keras
@@ -52,7 +51,8 @@ from nbhelpers.finetune_recipes import WeightAveraging, parse_recipe, prepare_re
 from nbhelpers.models import build_classifier, pretrainer_from_config
 from nbhelpers.out_of_domain import score_out_of_domain
 from nbhelpers.prompting import Prompt, build_prompt_classifier
-from nbhelpers.run import load_profile
+from nbhelpers.params import check_parameter
+from nbhelpers.run import load_profile, parse_value
 from nbhelpers.batches import classification_dataset
 from nbhelpers.tokenization import make_tokenizer, tokenize_texts
 from nbhelpers.training import (
@@ -219,15 +219,11 @@ def main(argv=None):
         name, _, value = assignment.partition("=")
         if name not in settings or not value:
             raise UserError(f"--set {assignment}: give NAME=VALUE with NAME one of {', '.join(settings)}.")
-        parsed = yaml.safe_load(value)
-        if isinstance(settings[name], float) and isinstance(parsed, (int, str)):
-            try:
-                parsed = float(parsed)  # YAML reads "1e-4" as a string
-            except ValueError:
-                pass  # refused just below
-        if type(parsed) is not type(settings[name]):
-            kind = {bool: "true or false", int: "a whole number", float: "a number"}[type(settings[name])]
-            raise UserError(f"--set {assignment}: {name} takes {kind}.")
+        parsed = parse_value(value, name)  # as `-p NAME VALUE` reads it
+        try:
+            check_parameter(name, parsed, type(settings[name]))
+        except ValueError as exc:
+            raise UserError(f"--set {assignment}: {exc}") from None
         settings[name] = parsed
     source = require_artifact(args.artifacts, "03_encoder", files=("config.json", "encoder.keras", "vocab.txt")
                               + (("mlm.weights.h5",) if args.prompt else ()))

@@ -117,7 +117,7 @@ def test_the_out_of_domain_comparison_fine_tunes_and_scores_both_sets(small_enco
     out = tmp_path / "results" / "recipes"
     prompt = ["--prompt", "the film was [MASK] .", "--label-words", "bad,good"] if cloze else []
     recipes.main(["--artifacts", str(artifacts), "--data-dir", str(data_dir), "--recipes", "plain", "--seeds", "1",
-                  "--profile", "tiny", "--set", "FINETUNE_EPOCHS=1", "FINETUNE_LEARNING_RATE=1e-3", *prompt,
+                  "--profile", "tiny", "--set", "FINETUNE_EPOCHS=1", "FINETUNE_LEARNING_RATE=0.001", *prompt,
                   "--out", str(out)])
     record = json.loads(out.with_suffix(".json").read_text())
     assert (record["settings"]["FINETUNE_EPOCHS"], record["settings"]["FINETUNE_LEARNING_RATE"]) == (1, 1e-3)
@@ -131,8 +131,8 @@ def test_the_out_of_domain_comparison_fine_tunes_and_scores_both_sets(small_enco
 
 
 @pytest.mark.parametrize("setting, message", [
-    ("FINETUNE_EPOCH=3", "NAME one of FINETUNE_BATCH_SIZE"), ("FINETUNE_EPOCHS=many", "FINETUNE_EPOCHS takes a whole number"),
-    ("FINETUNE_LEARNING_RATE=fast", "takes a number"), ("BUCKETED=1", "takes true or false"),
+    ("FINETUNE_EPOCH=3", "NAME one of FINETUNE_BATCH_SIZE"), ("FINETUNE_EPOCHS=many", "FINETUNE_EPOCHS = 'many' has type str; it must be a int"),
+    ("FINETUNE_LEARNING_RATE=fast", "it must be a float"), ("BUCKETED=1", "it must be a bool"),
 ])
 def test_the_out_of_domain_comparison_refuses_a_setting_it_cannot_use(small_encoder_artifacts, tmp_path, setting,
                                                                       message):
