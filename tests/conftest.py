@@ -18,7 +18,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
-
 def printed(notebook_path):
     """What an executed notebook printed to stdout, every cell's stream outputs joined in order.
 

@@ -86,7 +86,6 @@ def test_the_pretraining_recipe_comparison_runs_and_records_curves(tmp_path, mon
     assert out.with_suffix(".png").is_file()
 
 
-
 @pytest.fixture
 def small_encoder_artifacts(tmp_path, hand_vocabulary):
     """Notebook 03's artifact for a one-block encoder over the hand vocabulary, and a data folder with
