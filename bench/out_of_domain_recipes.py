@@ -87,11 +87,15 @@ def fine_tune_and_score(source, recipe, seed, data, settings, log=print, prompt=
         pretrainer = pretrainer_from_config(config, tokenizer.vocabulary_size(), source / "mlm.weights.h5", activation=None)
         classifier = build_prompt_classifier(pretrainer.get_layer("encoder"), pretrainer.get_layer("mlm_head"), prompt)
     callbacks = prepare_recipe(classifier, recipe, train_ds, epochs * steps_per_epoch, seed=seed, log=log)
+
+    def score(name, seconds, read_out_of=None):  # the classifier's weights as they are now, on every set
+        text_model = build_text_model(tokenizer, classifier) if prompt is None else _PromptedTexts(classifier, tokenizer, prompt)
+        return _scored(classifier, text_model, name, seed, dev_ds, sets, seconds, read_out_of)
+
     runs, probe = [], None
     if "lp_ft" in parse_recipe(recipe):  # the linear probe alone: the pretrained encoder untouched, the fitted head
         probe = _weights(classifier)
-        runs.append(_scored(classifier, "linear_probe", seed, dev_ds, tokenizer, sets, time.perf_counter() - start,
-                            read_out_of=recipe, prompt=prompt))
+        runs.append(score("linear_probe", time.perf_counter() - start, read_out_of=recipe))
     # A recipe without averaging is also read out averaged: the averaging only watches the same
     # training path (`WeightAveraging(assign=False)`), so one fit gives both recipes' models.
     watcher = None if "averaged" in parse_recipe(recipe) else WeightAveraging.for_steps(epochs * steps_per_epoch, assign=False)
@@ -100,16 +104,16 @@ def fine_tune_and_score(source, recipe, seed, data, settings, log=print, prompt=
         fit_logged(classifier, repeated_train_ds, dev_ds, epochs=epochs, log_dir=log_dir, steps_per_epoch=steps_per_epoch,
                    callbacks=callbacks + ([watcher] if watcher else []), verbose=0, progress_label=f"{recipe}, seed {seed}")
     seconds = time.perf_counter() - start
-    runs.append(_scored(classifier, recipe, seed, dev_ds, tokenizer, sets, seconds, prompt=prompt))
+    runs.append(score(recipe, seconds))
     if probe is not None:  # WiSE-FT's interpolation (Wortsman et al., CVPR 2022), halfway back to the probe
         tuned = _weights(classifier)
         _assign(classifier, [(a + b) / 2 for a, b in zip(probe, tuned)])
-        runs.append(_scored(classifier, f"{recipe}+wise", seed, dev_ds, tokenizer, sets, seconds, read_out_of=recipe, prompt=prompt))
+        runs.append(score(f"{recipe}+wise", seconds, read_out_of=recipe))
         _assign(classifier, tuned)
     if watcher:
         watcher.apply()
         averaged = "averaged" if recipe == "plain" else f"{recipe}+averaged"
-        runs.append(_scored(classifier, averaged, seed, dev_ds, tokenizer, sets, seconds, read_out_of=recipe, prompt=prompt))
+        runs.append(score(averaged, seconds, read_out_of=recipe))
     return runs
 
 
@@ -133,9 +137,8 @@ class _PromptedTexts:
         return self.classifier.predict(self.prompt.apply(tokenize_texts(self.tokenizer, sentences)), verbose=0)
 
 
-def _scored(classifier, recipe, seed, dev_ds, tokenizer, sets, seconds, read_out_of=None, prompt=None):
+def _scored(classifier, text_model, recipe, seed, dev_ds, sets, seconds, read_out_of=None):
     dev_accuracy = binary_accuracy(classifier, dev_ds)
-    text_model = build_text_model(tokenizer, classifier) if prompt is None else _PromptedTexts(classifier, tokenizer, prompt)
     scores = score_out_of_domain({"model": text_model}, sets)
     return {
         "recipe": recipe, "seed": seed, "sst2_dev": dev_accuracy,
@@ -212,6 +215,9 @@ def main(argv=None):
             parse_recipe(recipe)
         except ValueError as exc:
             raise UserError(str(exc).replace("FINETUNE_RECIPE", "--recipes")) from None
+        if args.prompt and "lp_ft" in parse_recipe(recipe):
+            raise UserError(f"--recipes {recipe} with --prompt: a cloze has no pooled head for the linear probe "
+                            "of lp_ft; choose plain, slow_embedding or averaged.")
 
     profile = load_profile(args.profile)
     settings = {key: profile[key] for key in ("FINETUNE_BATCH_SIZE", "FINETUNE_EPOCHS", "FINETUNE_LEARNING_RATE", "BUCKETED")}

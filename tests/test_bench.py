@@ -142,6 +142,14 @@ def test_the_out_of_domain_comparison_refuses_a_setting_it_cannot_use(small_enco
                       "--out", str(tmp_path / "recipes")])
 
 
+def test_the_out_of_domain_comparison_refuses_a_linear_probe_for_a_cloze(small_encoder_artifacts, tmp_path):
+    artifacts, data_dir = small_encoder_artifacts
+    with pytest.raises(UserError, match="a cloze has no pooled head"):
+        _load("out_of_domain_recipes.py").main(["--artifacts", str(artifacts), "--data-dir", str(data_dir),
+                                                "--recipes", "lp_ft", "--prompt", "the film was [MASK] .",
+                                                "--out", str(tmp_path / "recipes")])
+
+
 def test_compiling_every_shape_first_changes_nothing_in_the_training(speed):
     """The bench's warm-up trains on one batch per shape, then puts weights and optimizer state back."""
     rng = np.random.default_rng(0)

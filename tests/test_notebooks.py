@@ -76,7 +76,8 @@ def test_the_series_runs_in_order_with_the_tiny_profile(tiny_series):
     better_control = max(all_labels["bag of words"], all_labels["transformer, no pretraining"])
     assert all_labels["transformer, pretrained"] - better_control >= 0.03, all_labels
     assert read_json(tmp_path / "04_classifier" / "config.json")["curve_prompt"] == "the film is [MASK] ."
-    assert "prompted: " in printed(executed[3]) and "the film is [MASK] ." in printed(executed[3])
+    fine_tuning_output = printed(executed[3])
+    assert "prompted: " in fine_tuning_output and "the film is [MASK] ." in fine_tuning_output
     # The exported models (in memory, .keras reloaded, SavedModel reloaded) agree with the
     # classifier on the whole dev set: the same labels, probabilities within 1e-3.
     assert set(export["same_labels_as_classifier"]) == {"in memory", ".keras reloaded", "SavedModel reloaded"}
