@@ -15,7 +15,9 @@ nothing is trained or tuned on them.
 With `--prompt "it was [MASK] ."` every recipe fine-tunes as a cloze instead of a pooled head:
 the pretrained MLM head reads the label from the prompt's `[MASK]` (`nbhelpers.prompting`, as
 notebook 04's label-budget curve does), on all labels. `--set FINETUNE_EPOCHS=3` (any of the
-profile's `FINETUNE_*` settings) changes one setting for every fit.
+profile's `FINETUNE_*` settings) changes one setting for every fit. With `--soup` (two or more
+seeds, one process), every fit's head starts from the first seed's draw, the seed orders only the
+data, and the mean of the fits' weights is scored too: a uniform model soup ("plain+soup").
 
 A recipe without weight averaging is also scored averaged, out of the same fit: the averaging
 only watches the training path, so "plain" gives "averaged" too, and "lp_ft" "lp_ft+averaged".
@@ -63,17 +65,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchlib.py, beside 
 from benchlib import describe_machine  # noqa: E402
 
 
-def fine_tune_and_score(source, recipe, seed, data, settings, log=print, prompt=None):
+def fine_tune_and_score(source, recipe, seed, data, settings, log=print, prompt=None, kept=None, head_seed=None):
     """One fit: notebook 04's all-labels fine-tuning under `recipe` with `seed`.
 
     Returns a list of records: the recipe's, and for a recipe without "averaged" also its
     averaged variant, read out of the same fit ("plain" -> "averaged", "lp_ft" -> "lp_ft+averaged");
     with "lp_ft", the probe alone ("linear_probe") and the halfway weights ("lp_ft+wise") too.
     With a `Prompt`, the classifier is the cloze of `build_prompt_classifier` (the token arrays
-    in `data` already prompted).
+    in `data` already prompted). With a dict `kept`, each scored model's weights are appended to
+    `kept[name]` and the classifier is kept as `kept[None]`, for `score_soups`. With `head_seed`,
+    the head starts from that seed's draw and `seed` only orders the data (a soup's members).
     """
     tokenizer, train_tokens, train_labels, dev_tokens, dev_labels, sets = data
-    set_seed(seed)
+    set_seed(seed if head_seed is None else head_seed)
     batch_size, epochs, rate = settings["FINETUNE_BATCH_SIZE"], settings["FINETUNE_EPOCHS"], settings["FINETUNE_LEARNING_RATE"]
     bucketed = settings["BUCKETED"]
     train_ds = classification_dataset(train_tokens, train_labels, batch_size, shuffle_seed=seed, bucketed=bucketed)
@@ -86,11 +90,14 @@ def fine_tune_and_score(source, recipe, seed, data, settings, log=print, prompt=
         config = read_json(source / "config.json")
         pretrainer = pretrainer_from_config(config, tokenizer.vocabulary_size(), source / "mlm.weights.h5", activation=None)
         classifier = build_prompt_classifier(pretrainer.get_layer("encoder"), pretrainer.get_layer("mlm_head"), prompt)
+    set_seed(seed)
     callbacks = prepare_recipe(classifier, recipe, train_ds, epochs * steps_per_epoch, seed=seed, log=log)
 
     def score(name, seconds, read_out_of=None):  # the classifier's weights as they are now, on every set
-        text_model = build_text_model(tokenizer, classifier) if prompt is None else _PromptedTexts(classifier, tokenizer, prompt)
-        return _scored(classifier, text_model, name, seed, dev_ds, sets, seconds, read_out_of)
+        if kept is not None:
+            kept.setdefault(name, []).append([keras.ops.convert_to_numpy(v).copy() for v in classifier.weights])
+            kept[None] = classifier
+        return _scored(classifier, _text_model(classifier, tokenizer, prompt), name, seed, dev_ds, sets, seconds, read_out_of)
 
     runs, probe = [], None
     if "lp_ft" in parse_recipe(recipe):  # the linear probe alone: the pretrained encoder untouched, the fitted head
@@ -115,6 +122,32 @@ def fine_tune_and_score(source, recipe, seed, data, settings, log=print, prompt=
         averaged = "averaged" if recipe == "plain" else f"{recipe}+averaged"
         runs.append(score(averaged, seconds, read_out_of=recipe))
     return runs
+
+
+def score_soups(kept, seeds, data, settings, prompt=None):
+    """A uniform model soup per scored model: the mean of its weights over the seeds' fits.
+
+    Every fit starts from the same pretrained encoder, so their weights stay close enough to
+    average into one model of the same size (Wortsman et al., ICML 2022, "Model soups").
+    Returns one record a soup, recipe "<name>+soup", seed the list of seeds it averages.
+    """
+    classifier = kept[None]
+    tokenizer, _, _, dev_tokens, dev_labels, sets = data
+    dev_ds = classification_dataset(dev_tokens, dev_labels, settings["FINETUNE_BATCH_SIZE"], bucketed=settings["BUCKETED"])
+    runs = []
+    for name, weight_sets in kept.items():
+        if name is None or len(weight_sets) < 2:
+            continue
+        for variable, *values in zip(classifier.weights, *weight_sets):
+            variable.assign(np.mean(values, axis=0).astype(values[0].dtype))
+        runs.append(_scored(classifier, _text_model(classifier, tokenizer, prompt), f"{name}+soup", list(seeds),
+                            dev_ds, sets, 0.0, read_out_of=name))
+    return runs
+
+
+def _text_model(classifier, tokenizer, prompt):
+    """The classifier on raw strings, as notebook 05 exports it (or through the prompt)."""
+    return build_text_model(tokenizer, classifier) if prompt is None else _PromptedTexts(classifier, tokenizer, prompt)
 
 
 def _weights(model):
@@ -204,10 +237,14 @@ def main(argv=None):
     parser.add_argument("--label-words", default="terrible,great", help="the prompt's label words, negative,positive")
     parser.add_argument("--set", nargs="+", default=[], metavar="NAME=VALUE",
                         help="change one of the profile's FINETUNE_* settings, e.g. FINETUNE_EPOCHS=3")
+    parser.add_argument("--soup", action="store_true",
+                        help="also score each recipe's uniform soup: its weights averaged over the seeds' fits")
     parser.add_argument("--out", required=True, help="results path without suffix: writes OUT.json and OUT.md")
     args = parser.parse_args(argv)
     if args.combine:
         return combine(args.combine, args.out)
+    if args.soup and len(args.seeds) < 2:
+        raise UserError(f"--soup averages the fits of several seeds: give two or more --seeds (got {args.seeds}).")
     if not args.artifacts:
         raise UserError("--artifacts is required: the artifacts folder where notebooks 01-03 ran.")
     for recipe in args.recipes:
@@ -256,16 +293,24 @@ def main(argv=None):
     out.parent.mkdir(parents=True, exist_ok=True)
     record = {"artifacts": str(args.artifacts), "encoder": {k: config.get(k) for k in ("corpus", "vocabulary_size", "pretrain_epochs", "train_sequences")},
               "settings": settings, "prompt": args.prompt and f"{args.prompt} ({args.label_words})", "machine": describe_machine(), "runs": []}
+    kept = {recipe: {} for recipe in args.recipes} if args.soup else {}
+
+    def keep(runs):
+        record["runs"].extend(runs)
+        for run in runs:
+            print(f"{run['recipe']:<32} seed {run['seed']}  SST-2 dev {run['sst2_dev']:.3f}  product reviews "
+                  f"{run['out_of_domain']:.3f}  ({run['seconds']:.0f} s)", flush=True)
+        record["summary"] = summarize_runs(record["runs"])
+        out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        out.with_suffix(".md").write_text(markdown_table(record["summary"]) + "\n", encoding="utf-8")
+
     # Seed by seed, every recipe: an interrupted comparison still compares like with like.
     for seed in args.seeds:
         for recipe in args.recipes:
-            for run in fine_tune_and_score(source, recipe, seed, data, settings, prompt=prompt):
-                record["runs"].append(run)
-                print(f"{run['recipe']:<32} seed {seed}  SST-2 dev {run['sst2_dev']:.3f}  product reviews "
-                      f"{run['out_of_domain']:.3f}  ({run['seconds']:.0f} s)", flush=True)
-            record["summary"] = summarize_runs(record["runs"])
-            out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-            out.with_suffix(".md").write_text(markdown_table(record["summary"]) + "\n", encoding="utf-8")
+            keep(fine_tune_and_score(source, recipe, seed, data, settings, prompt=prompt, kept=kept.get(recipe),
+                                     head_seed=args.seeds[0] if args.soup else None))
+    for recipe_kept in kept.values():
+        keep(score_soups(recipe_kept, args.seeds, data, settings, prompt=prompt))
     print(markdown_table(record["summary"]))
     return 0
 

@@ -14,6 +14,7 @@ from nbhelpers.artifacts import publish_artifact, stage_artifact
 from nbhelpers.cli import UserError
 from nbhelpers.models import build_classifier, build_encoder, pretrainer_from_config
 from nbhelpers.batches import classification_dataset
+from nbhelpers.tokenization import make_tokenizer, tokenize_texts
 from nbhelpers.training import compile_classifier, finetuning_optimizer, set_seed
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "speed.py"
@@ -127,6 +128,23 @@ def test_the_out_of_domain_comparison_fine_tunes_and_scores_both_sets(small_enco
         assert 0 <= run["sst2_dev"] <= 1 and list(run["out_of_domain_sets"]) == ["cafes.tsv"]
         assert run["out_of_domain"] in (0.0, 0.5, 1.0) and run["majority_class"] == 0.5
     assert "| plain | 1 |" in out.with_suffix(".md").read_text()
+
+
+def test_a_soup_scores_the_mean_of_the_seeds_weights(small_encoder_artifacts, tmp_path):
+    artifacts, data_dir = small_encoder_artifacts
+    recipes = _load("out_of_domain_recipes.py")
+    with pytest.raises(UserError, match="two or more --seeds"):
+        recipes.main(["--artifacts", str(artifacts), "--soup", "--seeds", "1", "--out", str(tmp_path / "recipes")])
+    classifier = build_classifier(keras.models.load_model(artifacts / "03_encoder" / "encoder.keras"))
+    first = [keras.ops.convert_to_numpy(v).copy() for v in classifier.weights]
+    tokenizer = make_tokenizer(artifacts / "03_encoder" / "vocab.txt", 16)
+    sentences, labels = ["the film was good .", "the film was bad ."], [1, 0]
+    data = (tokenizer, None, None, tokenize_texts(tokenizer, sentences), np.array(labels), {"films": (sentences, labels)})
+    runs = recipes.score_soups({"plain": [first, [w + 1 for w in first]], "averaged": [first], None: classifier},
+                               [1, 2], data, {"FINETUNE_BATCH_SIZE": 2, "BUCKETED": False})
+    assert [(run["recipe"], run["seed"], run["read_out_of_the_fit_of"]) for run in runs] == [("plain+soup", [1, 2], "plain")]
+    for variable, start in zip(classifier.weights, first):  # halfway between the two fits
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(variable), start + 0.5, rtol=1e-6)
 
 
 @pytest.mark.parametrize("setting, message", [
