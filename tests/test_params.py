@@ -137,6 +137,8 @@ def test_the_runner_rejects_unknown_names_and_wrong_types_before_running():
 
 def test_profiles_and_values_from_the_command_line():
     assert parse_value("3") == 3 and parse_value("0.5") == 0.5 and parse_value("x") == "x"
+    # Scientific notation is a float, as Python writes it (YAML 1.1 alone would give the string "1e-4").
+    assert [parse_value(text) for text in ("1e-4", "7E-05", "-2.5e3", "1e5x")] == [1e-4, 7e-5, -2500.0, "1e5x"]
     assert parse_value("") == ""
     with pytest.raises(SystemExit, match="Profile 'nope' not found"):
         load_profile("nope")
