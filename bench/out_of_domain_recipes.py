@@ -38,6 +38,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -72,8 +73,8 @@ def fine_tune_and_score(source, recipe, seed, data, settings, log=print, prompt=
     averaged variant, read out of the same fit ("plain" -> "averaged", "lp_ft" -> "lp_ft+averaged");
     with "lp_ft", the probe alone ("linear_probe") and the halfway weights ("lp_ft+wise") too.
     With a `Prompt`, the classifier is the cloze of `build_prompt_classifier` (the token arrays
-    in `data` already prompted). With a dict `kept`, each scored model's weights are appended to
-    `kept[name]` and the classifier is kept as `kept[None]`, for `score_soups`. With `head_seed`,
+    in `data` already prompted). With `kept` (`SoupMembers`), each scored model's weights and the
+    classifier are kept there, for `score_soups`. With `head_seed`,
     the head starts from that seed's draw and `seed` only orders the data (a soup's members).
     """
     tokenizer, train_tokens, train_labels, dev_tokens, dev_labels, sets = data
@@ -95,8 +96,8 @@ def fine_tune_and_score(source, recipe, seed, data, settings, log=print, prompt=
 
     def score(name, seconds, read_out_of=None):  # the classifier's weights as they are now, on every set
         if kept is not None:
-            kept.setdefault(name, []).append([keras.ops.convert_to_numpy(v).copy() for v in classifier.weights])
-            kept[None] = classifier
+            kept.weights.setdefault(name, []).append([keras.ops.convert_to_numpy(v).copy() for v in classifier.weights])
+            kept.classifier = classifier
         return _scored(classifier, _text_model(classifier, tokenizer, prompt), name, seed, dev_ds, sets, seconds, read_out_of)
 
     runs, probe = [], None
@@ -124,6 +125,14 @@ def fine_tune_and_score(source, recipe, seed, data, settings, log=print, prompt=
     return runs
 
 
+@dataclass
+class SoupMembers:
+    """One recipe's fits for a soup: each scored model's weights, fit by fit, and a classifier to hold them."""
+
+    weights: dict = field(default_factory=dict)  # {"plain": [weights of seed 42's fit, ...], "averaged": [...]}
+    classifier: keras.Model = None
+
+
 def score_soups(kept, seeds, data, settings, prompt=None):
     """A uniform model soup per scored model: the mean of its weights over the seeds' fits.
 
@@ -131,12 +140,12 @@ def score_soups(kept, seeds, data, settings, prompt=None):
     average into one model of the same size (Wortsman et al., ICML 2022, "Model soups").
     Returns one record a soup, recipe "<name>+soup", seed the list of seeds it averages.
     """
-    classifier = kept[None]
+    classifier = kept.classifier
     tokenizer, _, _, dev_tokens, dev_labels, sets = data
     dev_ds = classification_dataset(dev_tokens, dev_labels, settings["FINETUNE_BATCH_SIZE"], bucketed=settings["BUCKETED"])
     runs = []
-    for name, weight_sets in kept.items():
-        if name is None or len(weight_sets) < 2:
+    for name, weight_sets in kept.weights.items():
+        if len(weight_sets) < 2:
             continue
         for variable, *values in zip(classifier.weights, *weight_sets):
             variable.assign(np.mean(values, axis=0).astype(values[0].dtype))
@@ -293,7 +302,7 @@ def main(argv=None):
     out.parent.mkdir(parents=True, exist_ok=True)
     record = {"artifacts": str(args.artifacts), "encoder": {k: config.get(k) for k in ("corpus", "vocabulary_size", "pretrain_epochs", "train_sequences")},
               "settings": settings, "prompt": args.prompt and f"{args.prompt} ({args.label_words})", "machine": describe_machine(), "runs": []}
-    kept = {recipe: {} for recipe in args.recipes} if args.soup else {}
+    kept = {recipe: SoupMembers() for recipe in args.recipes} if args.soup else {}
 
     def keep(runs):
         record["runs"].extend(runs)

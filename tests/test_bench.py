@@ -140,11 +140,17 @@ def test_a_soup_scores_the_mean_of_the_seeds_weights(small_encoder_artifacts, tm
     tokenizer = make_tokenizer(artifacts / "03_encoder" / "vocab.txt", 16)
     sentences, labels = ["the film was good .", "the film was bad ."], [1, 0]
     data = (tokenizer, None, None, tokenize_texts(tokenizer, sentences), np.array(labels), {"films": (sentences, labels)})
-    runs = recipes.score_soups({"plain": [first, [w + 1 for w in first]], "averaged": [first], None: classifier},
-                               [1, 2], data, {"FINETUNE_BATCH_SIZE": 2, "BUCKETED": False})
+    members = recipes.SoupMembers({"plain": [first, [w + 1 for w in first]], "averaged": [first]}, classifier)
+    runs = recipes.score_soups(members, [1, 2], data, {"FINETUNE_BATCH_SIZE": 2, "BUCKETED": False})
     assert [(run["recipe"], run["seed"], run["read_out_of_the_fit_of"]) for run in runs] == [("plain+soup", [1, 2], "plain")]
     for variable, start in zip(classifier.weights, first):  # halfway between the two fits
         np.testing.assert_allclose(keras.ops.convert_to_numpy(variable), start + 0.5, rtol=1e-6)
+    # End to end: two fits, then their soups.
+    out = tmp_path / "soup"
+    recipes.main(["--artifacts", str(artifacts), "--data-dir", str(data_dir), "--recipes", "plain", "--seeds", "1", "2",
+                  "--soup", "--profile", "tiny", "--set", "FINETUNE_EPOCHS=1", "--out", str(out)])
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert [run["recipe"] for run in record["runs"]][-2:] == ["plain+soup", "averaged+soup"]
 
 
 @pytest.mark.parametrize("setting, message", [
