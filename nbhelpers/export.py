@@ -11,6 +11,9 @@ Usage (names as in the notebooks):
     model.save("sentiment.keras")
     reloaded = load_text_model("sentiment.keras")
     predict_texts(reloaded, ["a wonderful film", "a dull film"])
+
+With `WITH_BAG_OF_WORDS` notebook 05 exports `average_text_models([model, bag_of_words])`
+instead: the mean of the transformer's and notebook 01's bag of words' probabilities.
 """
 
 import logging
@@ -34,6 +37,34 @@ def build_text_model(tokenizer, classifier):
     if isinstance(probability, (list, tuple)):
         probability = probability[0]
     return keras.Model(text, probability, name="sentiment_from_text")
+
+
+def average_text_models(text_models, name="sentiment_from_text"):
+    """One raw-text model whose probability is the mean of several raw-text models' (an ensemble).
+
+    The transformer and a bag of words make different mistakes, most of all outside the domain
+    they were trained on, so their mean is right more often than either
+    (docs/results/out-of-domain.md). The result saves, reloads and exports as one model.
+
+    Args:
+        text_models: raw-text models, each `(batch,)` strings -> `(batch, 1)` probability.
+        name: the new model's name.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> def constant(value):  # a stand-in raw-text model that always answers `value`
+    ...     text = keras.Input(shape=(), dtype="string")
+    ...     return keras.Model(text, keras.layers.Lambda(lambda t: keras.ops.full((keras.ops.shape(t)[0], 1), value))(text))
+    >>> both = average_text_models([constant(0.2), constant(0.6)])
+    >>> [round(float(p), 3) for p in predict_texts(both, ["any text", "another"])]
+    [0.4, 0.4]
+    """
+    if len(text_models) < 2:
+        raise ValueError(f"average_text_models needs two or more models to average, got {len(text_models)}.")
+    text = keras.Input(shape=(), dtype="string", name="text")
+    probability = keras.layers.Average(name="mean_probability")([model(text) for model in text_models])
+    return keras.Model(text, probability, name=name)
 
 
 def load_text_model(path):
