@@ -17,7 +17,9 @@ the pretrained MLM head reads the label from the prompt's `[MASK]` (`nbhelpers.p
 notebook 04's label-budget curve does), on all labels. `--set FINETUNE_EPOCHS=3` (any of the
 profile's `FINETUNE_*` settings) changes one setting for every fit. With `--soup` (two or more
 seeds, one process), every fit's head starts from the first seed's draw, the seed orders only the
-data, and the mean of the fits' weights is scored too: a uniform model soup ("plain+soup").
+data, and the mean of the fits' weights is scored too: a uniform model soup ("plain+soup"). With
+`--with-bag-of-words`, every scored model is also scored as notebook 05 exports it with
+`WITH_BAG_OF_WORDS`: the mean of its probabilities and notebook 01's bag of words' ("plain+bag_of_words").
 
 A recipe without weight averaging is also scored averaged, out of the same fit: the averaging
 only watches the training path, so "plain" gives "averaged" too, and "lp_ft" "lp_ft+averaged".
@@ -49,7 +51,7 @@ import keras
 from nbhelpers.artifacts import data_folder, read_json, require_artifact
 from nbhelpers.cli import UserError, run_command
 from nbhelpers.data import OUT_OF_DOMAIN_FOLDER, load_out_of_domain_sets, load_sst2
-from nbhelpers.export import build_text_model
+from nbhelpers.export import average_text_models, build_text_model, predict_texts
 from nbhelpers.finetune_recipes import WeightAveraging, parse_recipe, prepare_recipe
 from nbhelpers.models import build_classifier, pretrainer_from_config
 from nbhelpers.out_of_domain import score_out_of_domain
@@ -66,7 +68,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchlib.py, beside 
 from benchlib import describe_machine  # noqa: E402
 
 
-def fine_tune_and_score(source, recipe, seed, data, settings, log=print, prompt=None, kept=None, head_seed=None):
+def fine_tune_and_score(source, recipe, seed, data, settings, log=print, prompt=None, kept=None, head_seed=None,
+                        bag_of_words=None):
     """One fit: notebook 04's all-labels fine-tuning under `recipe` with `seed`.
 
     Returns a list of records: the recipe's, and for a recipe without "averaged" also its
@@ -74,8 +77,9 @@ def fine_tune_and_score(source, recipe, seed, data, settings, log=print, prompt=
     with "lp_ft", the probe alone ("linear_probe") and the halfway weights ("lp_ft+wise") too.
     With a `Prompt`, the classifier is the cloze of `build_prompt_classifier` (the token arrays
     in `data` already prompted). With `kept` (`SoupMembers`), each scored model's weights and the
-    classifier are kept there, for `score_soups`. With `head_seed`,
-    the head starts from that seed's draw and `seed` only orders the data (a soup's members).
+    classifier are kept there, for `score_soups`. With `head_seed`, the head starts from that
+    seed's draw and `seed` only orders the data (a soup's members). With `bag_of_words`
+    (`BagOfWords`), each scored model is scored averaged with it too ("<name>+bag_of_words").
     """
     tokenizer, train_tokens, train_labels, dev_tokens, dev_labels, sets = data
     set_seed(seed if head_seed is None else head_seed)
@@ -98,12 +102,16 @@ def fine_tune_and_score(source, recipe, seed, data, settings, log=print, prompt=
         if kept is not None:
             kept.weights.setdefault(name, []).append([keras.ops.convert_to_numpy(v).copy() for v in classifier.weights])
             kept.classifier = classifier
-        return _scored(classifier, _text_model(classifier, tokenizer, prompt), name, seed, dev_ds, sets, seconds, read_out_of)
+        text_model = _text_model(classifier, tokenizer, prompt)
+        scored = [_scored(classifier, text_model, name, seed, dev_ds, sets, seconds, read_out_of)]
+        if bag_of_words is not None:
+            scored.append(bag_of_words.scored(text_model, name, seed, sets, seconds))
+        return scored
 
     runs, probe = [], None
     if "lp_ft" in parse_recipe(recipe):  # the linear probe alone: the pretrained encoder untouched, the fitted head
         probe = _weights(classifier)
-        runs.append(score("linear_probe", time.perf_counter() - start, read_out_of=recipe))
+        runs += score("linear_probe", time.perf_counter() - start, read_out_of=recipe)
     # A recipe without averaging is also read out averaged: the averaging only watches the same
     # training path (`WeightAveraging(assign=False)`), so one fit gives both recipes' models.
     watcher = None if "averaged" in parse_recipe(recipe) else WeightAveraging.for_steps(epochs * steps_per_epoch, assign=False)
@@ -112,17 +120,34 @@ def fine_tune_and_score(source, recipe, seed, data, settings, log=print, prompt=
         fit_logged(classifier, repeated_train_ds, dev_ds, epochs=epochs, log_dir=log_dir, steps_per_epoch=steps_per_epoch,
                    callbacks=callbacks + ([watcher] if watcher else []), verbose=0, progress_label=f"{recipe}, seed {seed}")
     seconds = time.perf_counter() - start
-    runs.append(score(recipe, seconds))
+    runs += score(recipe, seconds)
     if probe is not None:  # WiSE-FT's interpolation (Wortsman et al., CVPR 2022), halfway back to the probe
         tuned = _weights(classifier)
         _assign(classifier, [(a + b) / 2 for a, b in zip(probe, tuned)])
-        runs.append(score(f"{recipe}+wise", seconds, read_out_of=recipe))
+        runs += score(f"{recipe}+wise", seconds, read_out_of=recipe)
         _assign(classifier, tuned)
     if watcher:
         watcher.apply()
         averaged = "averaged" if recipe == "plain" else f"{recipe}+averaged"
-        runs.append(score(averaged, seconds, read_out_of=recipe))
+        runs += score(averaged, seconds, read_out_of=recipe)
     return runs
+
+
+@dataclass
+class BagOfWords:
+    """Notebook 01's raw-text bag of words, and the SST-2 dev set to score a mean with it on."""
+
+    model: keras.Model
+    dev_sentences: list
+    dev_labels: list
+
+    def scored(self, text_model, name, seed, sets, seconds):
+        """The record of `text_model` averaged with the bag of words, as notebook 05 exports it."""
+        both = average_text_models([text_model, self.model])
+        dev_accuracy = float(np.mean((predict_texts(both, self.dev_sentences) > 0.5) == np.asarray(self.dev_labels, bool)))
+        scores = score_out_of_domain({"model": both}, sets)
+        return {"recipe": f"{name}+bag_of_words", "seed": seed, "sst2_dev": dev_accuracy, **_out_of_domain_fields(scores),
+                "seconds": seconds, "read_out_of_the_fit_of": name}
 
 
 @dataclass
@@ -183,12 +208,15 @@ def _scored(classifier, text_model, recipe, seed, dev_ds, sets, seconds, read_ou
     dev_accuracy = binary_accuracy(classifier, dev_ds)
     scores = score_out_of_domain({"model": text_model}, sets)
     return {
-        "recipe": recipe, "seed": seed, "sst2_dev": dev_accuracy,
-        "out_of_domain": scores["all"]["accuracy"]["model"],
-        "out_of_domain_sets": {name: s["accuracy"]["model"] for name, s in scores["sets"].items()},
-        "majority_class": scores["all"]["majority_class_accuracy"], "seconds": seconds,
+        "recipe": recipe, "seed": seed, "sst2_dev": dev_accuracy, **_out_of_domain_fields(scores), "seconds": seconds,
         **({"read_out_of_the_fit_of": read_out_of} if read_out_of else {}),
     }
+
+
+def _out_of_domain_fields(scores):
+    return {"out_of_domain": scores["all"]["accuracy"]["model"],
+            "out_of_domain_sets": {name: s["accuracy"]["model"] for name, s in scores["sets"].items()},
+            "majority_class": scores["all"]["majority_class_accuracy"]}
 
 
 def summarize_runs(runs):
@@ -248,6 +276,8 @@ def main(argv=None):
                         help="change one of the profile's FINETUNE_* settings, e.g. FINETUNE_EPOCHS=3")
     parser.add_argument("--soup", action="store_true",
                         help="also score each recipe's uniform soup: its weights averaged over the seeds' fits")
+    parser.add_argument("--with-bag-of-words", action="store_true",
+                        help="also score each model averaged with notebook 01's bag of words (notebook 05's WITH_BAG_OF_WORDS)")
     parser.add_argument("--out", required=True, help="results path without suffix: writes OUT.json and OUT.md")
     args = parser.parse_args(argv)
     if args.combine:
@@ -256,6 +286,9 @@ def main(argv=None):
         raise UserError(f"--soup averages the fits of several seeds: give two or more --seeds (got {args.seeds}).")
     if not args.artifacts:
         raise UserError("--artifacts is required: the artifacts folder where notebooks 01-03 ran.")
+    if args.with_bag_of_words and args.prompt:
+        raise UserError("--with-bag-of-words with --prompt: notebook 05 exports the mean with the bag of words for "
+                        "the pooled head only; leave out one of them.")
     for recipe in args.recipes:
         try:
             parse_recipe(recipe)
@@ -303,6 +336,10 @@ def main(argv=None):
     record = {"artifacts": str(args.artifacts), "encoder": {k: config.get(k) for k in ("corpus", "vocabulary_size", "pretrain_epochs", "train_sequences")},
               "settings": settings, "prompt": args.prompt and f"{args.prompt} ({args.label_words})", "machine": describe_machine(), "runs": []}
     kept = {recipe: SoupMembers() for recipe in args.recipes} if args.soup else {}
+    bag_of_words = None
+    if args.with_bag_of_words:
+        baseline = require_artifact(args.artifacts, "01_baseline", files=("bag_of_words.keras",))
+        bag_of_words = BagOfWords(keras.models.load_model(baseline / "bag_of_words.keras"), dev_sentences, dev_labels)
 
     def keep(runs):
         record["runs"].extend(runs)
@@ -317,7 +354,7 @@ def main(argv=None):
     for seed in args.seeds:
         for recipe in args.recipes:
             keep(fine_tune_and_score(source, recipe, seed, data, settings, prompt=prompt, kept=kept.get(recipe),
-                                     head_seed=args.seeds[0] if args.soup else None))
+                                     head_seed=args.seeds[0] if args.soup else None, bag_of_words=bag_of_words))
     for recipe_kept in kept.values():
         keep(score_soups(recipe_kept, args.seeds, data, settings, prompt=prompt))
     print(markdown_table(record["summary"]))

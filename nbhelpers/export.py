@@ -23,6 +23,10 @@ import keras_hub  # noqa: F401  (registers keras-hub layers for loading)
 import numpy as np
 import tensorflow as tf
 
+# The out-of-domain check's name for the exported model where it averages the transformer and the
+# bag of words (the other two are scored alone beside it).
+EXPORTED_MEAN = "exported (their mean)"
+
 # Predicting this many texts per call keeps memory flat and the per-call overhead small.
 PREDICT_BATCH = 512
 
@@ -130,14 +134,16 @@ product reviews into it (`python -m nbhelpers.acquire --data-dir DATA_DIR produc
 product_reviews_2`) or add your own `sentiment/*.tsv` (`sentence<TAB>label`, label 0 or 1), then
 run notebook 05 again. A model fine-tuned on film reviews alone can do much worse on other text."""
     names = list(scores["all"]["accuracy"])
+    models = ("*Transformer* is this model's transformer alone, *bag of words* notebook 01's baseline trained\n"
+              f"on the same SST-2 labels, *{EXPORTED_MEAN}* this model" if EXPORTED_MEAN in names else
+              "*Transformer* is this model, *bag of words* notebook 01's baseline trained on the same SST-2\nlabels")
     rows = [f"| {name} | {summary['examples']:,} | {summary['positive'] / summary['examples']:.1%} | "
             f"{summary['majority_class_accuracy']:.4f} | "
             + " | ".join(f"{summary['accuracy'][n]:.4f}" for n in names) + " |"
             for name, summary in [*scores["sets"].items(), ("all together", scores["all"])]]
     return heading + f"""Accuracy, zero-shot, on labelled sentences from other domains in the data folder's `sentiment/`
-(file by file, then pooled). Nothing was trained or tuned on them. *Transformer* is this model,
-*bag of words* notebook 01's baseline trained on the same SST-2 labels, and *majority class* always
-answers the set's commoner label.
+(file by file, then pooled). Nothing was trained or tuned on them. {models}, and *majority class*
+always answers the set's commoner label.
 
 | set | sentences | positive | majority class | {" | ".join(names)} |
 |---|---|---|---|{"---|" * len(names)}
@@ -159,10 +165,12 @@ def write_model_card(path, config, metrics):
 
     Args:
         path: the card's file.
-        config: notebook 04's config.json, with `vocabulary_size`.
-        metrics: notebook 05's metrics (`dev_accuracy`, `max_difference_vs_classifier`), and
-            "out_of_domain" (`nbhelpers.out_of_domain.score_out_of_domain`'s result) where
-            measured; without it the card says the check was not measured.
+        config: notebook 04's config.json, with `vocabulary_size`, and `with_bag_of_words` where the
+            model averages the transformer with the bag of words.
+        metrics: notebook 05's metrics (`dev_accuracy`, `max_difference_vs_classifier`; with the bag
+            of words also `transformer_dev_accuracy`), and "out_of_domain"
+            (`nbhelpers.out_of_domain.score_out_of_domain`'s result) where measured; without it the
+            card says the check was not measured.
     """
     model_keys = ("num_layers", "model_dim", "num_heads", "intermediate_dim", "dropout")
     training_keys = (
@@ -173,12 +181,18 @@ def write_model_card(path, config, metrics):
     rows = lambda keys: "\n".join(f"| {k} | {config[k]} |" for k in keys if k in config)  # noqa: E731
     # Where the data came from without a path of the training machine: the folder's name, and
     # each file's checksum (a reader can check a copy of the data against them).
+    ensemble = transformer_alone = ""
+    if config.get("with_bag_of_words"):
+        ensemble = ("\nThat probability is the mean of the transformer's and of a bag of words' (logistic regression on\n"
+                    "which words occur) trained on the same SST-2 labels: together they do better than either, most of\n"
+                    "all outside films.")
+        transformer_alone = f"\n| SST-2 dev accuracy, the transformer alone | {metrics['transformer_dev_accuracy']:.4f} |"
     checksums = "\n".join(f"| `{name}` | `{digest}` |" for name, digest in sorted(config.get("data_checksums", {}).items()))
     text = f"""# Sentiment model (SST-2), pretrained from scratch
 
 A small transformer encoder pretrained with masked language modelling, then fine-tuned to say
 whether a sentence is positive. Input: raw text (any string; longer text is truncated to the first
-{config["sequence_length"]} WordPiece tokens). Output: the probability that it is positive.
+{config["sequence_length"]} WordPiece tokens). Output: the probability that it is positive.{ensemble}
 
 ## Files
 - `sentiment.keras`: the Keras model, tokenizer inside (vocabulary of {config["vocabulary_size"]:,} tokens).
@@ -197,7 +211,7 @@ From a shell: `python -m nbhelpers.predict sentiment.keras "What a wonderful fil
 ## Metrics
 | metric | value |
 |---|---|
-| SST-2 dev accuracy | {metrics["dev_accuracy"]:.4f} |
+| SST-2 dev accuracy | {metrics["dev_accuracy"]:.4f} |{transformer_alone}
 | max probability difference, exported vs in-notebook classifier (dev set) | {metrics["max_difference_vs_classifier"]:.2e} |
 
 {out_of_domain_section(metrics.get("out_of_domain"))}

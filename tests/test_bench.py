@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from nbhelpers.artifacts import publish_artifact, stage_artifact
+from nbhelpers.baseline import build_baseline_model, build_text_baseline, make_multi_hot_vectorizer
 from nbhelpers.cli import UserError
 from nbhelpers.models import build_classifier, build_encoder, pretrainer_from_config
 from nbhelpers.batches import classification_dataset
@@ -107,6 +108,19 @@ def small_encoder_artifacts(tmp_path, hand_vocabulary):
     (staging / "vocab.txt").write_text("\n".join(hand_vocabulary) + "\n")
     (staging / "config.json").write_text(json.dumps(config))
     publish_artifact(staging)
+    # Notebook 01's raw-text bag of words, set by hand so that it is right and sure of every sentence
+    # here: averaged with any transformer, it decides each label.
+    vectorizer = make_multi_hot_vectorizer([s for s, _ in rows] + ["the cafes were bad"], max_tokens=30)
+    words = vectorizer.get_vocabulary()
+    baseline = build_baseline_model(len(words))
+    kernel = np.zeros((len(words), 1), "float32")
+    for word, weight in (("good", 20.0), ("bad", -20.0), ("not", -40.0)):
+        kernel[words.index(word)] = weight
+    baseline.set_weights([kernel, np.zeros(1, "float32")])
+    staging = stage_artifact(tmp_path / "artifacts", "01_baseline")
+    build_text_baseline(vectorizer, baseline).save(staging / "bag_of_words.keras")
+    (staging / "config.json").write_text("{}")
+    publish_artifact(staging)
     return tmp_path / "artifacts", data_dir
 
 
@@ -115,7 +129,8 @@ def test_the_out_of_domain_comparison_fine_tunes_and_scores_both_sets(small_enco
     artifacts, data_dir = small_encoder_artifacts
     recipes = _load("out_of_domain_recipes.py")
     out = tmp_path / "results" / "recipes"
-    prompt = ["--prompt", "the film was [MASK] .", "--label-words", "bad,good"] if cloze else []
+    # A cloze, or the pooled head also scored averaged with notebook 01's bag of words.
+    prompt = ["--prompt", "the film was [MASK] .", "--label-words", "bad,good"] if cloze else ["--with-bag-of-words"]
     recipes.main(["--artifacts", str(artifacts), "--data-dir", str(data_dir), "--recipes", "plain", "--seeds", "1",
                   "--profile", "tiny", "--set", "FINETUNE_EPOCHS=1", "FINETUNE_LEARNING_RATE=0.001", *prompt,
                   "--out", str(out)])
@@ -123,10 +138,14 @@ def test_the_out_of_domain_comparison_fine_tunes_and_scores_both_sets(small_enco
     assert (record["settings"]["FINETUNE_EPOCHS"], record["settings"]["FINETUNE_LEARNING_RATE"]) == (1, 1e-3)
     assert record["prompt"] == ("the film was [MASK] . (bad,good)" if cloze else None)
     # "plain", and "averaged" read out of the same fit; each scored on SST-2 dev and the set.
-    assert [(run["recipe"], run["seed"]) for run in record["runs"]] == [("plain", 1), ("averaged", 1)]
+    alone = [("plain", 1), ("averaged", 1)]
+    with_bag_of_words = [("plain", 1), ("plain+bag_of_words", 1), ("averaged", 1), ("averaged+bag_of_words", 1)]
+    assert [(run["recipe"], run["seed"]) for run in record["runs"]] == (alone if cloze else with_bag_of_words)
     for run in record["runs"]:
         assert 0 <= run["sst2_dev"] <= 1 and list(run["out_of_domain_sets"]) == ["cafes.tsv"]
         assert run["out_of_domain"] in (0.0, 0.5, 1.0) and run["majority_class"] == 0.5
+        if run["recipe"].endswith("+bag_of_words"):  # the sure bag of words decides every mean: all right
+            assert (run["sst2_dev"], run["out_of_domain"], run["read_out_of_the_fit_of"]) == (1.0, 1.0, run["recipe"][:-13])
     assert "| plain | 1 |" in out.with_suffix(".md").read_text()
 
 
@@ -168,6 +187,9 @@ def test_the_out_of_domain_comparison_refuses_a_setting_it_cannot_use(small_enco
 
 def test_the_out_of_domain_comparison_refuses_a_linear_probe_for_a_cloze(small_encoder_artifacts, tmp_path):
     artifacts, data_dir = small_encoder_artifacts
+    with pytest.raises(UserError, match="--with-bag-of-words with --prompt"):
+        _load("out_of_domain_recipes.py").main(["--artifacts", str(artifacts), "--with-bag-of-words", "--prompt",
+                                                "the film was [MASK] .", "--out", str(tmp_path / "recipes")])
     with pytest.raises(UserError, match="a cloze has no pooled head"):
         _load("out_of_domain_recipes.py").main(["--artifacts", str(artifacts), "--data-dir", str(data_dir),
                                                 "--recipes", "lp_ft", "--prompt", "the film was [MASK] .",

@@ -5,6 +5,7 @@ product reviews are read only where the project's machines hold a copy.
 """
 
 import io
+import shutil
 import json
 import zipfile
 from pathlib import Path
@@ -22,8 +23,9 @@ from nbhelpers.data import (
     load_hu_liu_reviews,
     load_labelled_tsv,
     load_out_of_domain_sets,
+    load_sst2,
 )
-from nbhelpers.export import build_text_model, predict_texts, write_model_card
+from nbhelpers.export import EXPORTED_MEAN, build_text_model, predict_texts, write_model_card
 from nbhelpers.models import build_classifier, build_encoder
 from nbhelpers.out_of_domain import format_out_of_domain, score_out_of_domain
 from nbhelpers.run import notebook_paths, run_series
@@ -260,6 +262,35 @@ def test_notebook_05_scores_the_sets_of_the_data_folder_into_metrics_and_card(ar
     assert f"| all together | 6 | 66.7% | 0.6667 | {expected['all']['accuracy']['transformer']:.4f} | 0.6667 |" in card
     executed = printed(artifacts / "05_export_raw_text.ipynb")
     assert "zero-shot accuracy on sentences from outside films" in executed
+
+
+def test_notebook_05_with_the_bag_of_words_exports_the_mean_of_both_and_scores_all_three(artifacts, tmp_path):
+    shutil.copytree(artifacts, tmp_path, dirs_exist_ok=True)  # the module's folder stays as the other tests expect
+    run_series(notebook_paths(only=["05"]), {"WITH_BAG_OF_WORDS": True}, tmp_path)
+    models = _models(tmp_path)
+    exported = keras.models.load_model(tmp_path / "05_export" / "sentiment.keras")
+    sets = load_out_of_domain_sets(tmp_path / "data")
+    sentences = sets["blender.zip"][0] + sets["kettle.tsv"][0]
+    labels = np.asarray(sets["blender.zip"][1] + sets["kettle.tsv"][1], bool)
+    mean = (predict_texts(models["transformer"], sentences) + predict_texts(models["bag of words"], sentences)) / 2
+    np.testing.assert_allclose(predict_texts(exported, sentences), mean, atol=1e-6)
+
+    metrics = read_json(tmp_path / "05_export" / "metrics.json")
+    assert metrics["with_bag_of_words"] is True and read_json(tmp_path / "05_export" / "config.json")["with_bag_of_words"]
+    assert all(metrics["same_labels_as_classifier"].values()) and metrics["max_difference_vs_classifier"] <= 1e-3
+    pooled = metrics["out_of_domain"]["all"]["accuracy"]
+    assert set(pooled) == {"transformer", "bag of words", EXPORTED_MEAN}
+    assert pooled[EXPORTED_MEAN] == pytest.approx(np.mean((mean > 0.5) == labels))
+    dev_sentences, dev_labels = load_sst2(tmp_path / "data", "dev")
+    dev_mean = (predict_texts(models["transformer"], dev_sentences) + predict_texts(models["bag of words"], dev_sentences)) / 2
+    assert metrics["dev_accuracy"] == pytest.approx(np.mean((dev_mean > 0.5) == np.asarray(dev_labels, bool)))
+    alone = np.mean((predict_texts(models["transformer"], dev_sentences) > 0.5) == np.asarray(dev_labels, bool))
+    assert metrics["transformer_dev_accuracy"] == pytest.approx(alone)
+    card = (tmp_path / "05_export" / "MODEL_CARD.md").read_text()
+    assert "the mean of the transformer's and of a bag of words'" in card
+    assert f"| SST-2 dev accuracy, the transformer alone | {alone:.4f} |" in card
+    assert f"| majority class | transformer | bag of words | {EXPORTED_MEAN} |" in card
+    assert f"*{EXPORTED_MEAN}* this model" in card
 
 
 def test_the_command_line_scores_saved_models_on_a_data_folder(artifacts, tmp_path):
