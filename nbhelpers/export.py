@@ -47,7 +47,7 @@ def average_text_models(text_models, name="sentiment_from_text"):
     """One raw-text model whose probability is the mean of several raw-text models' (an ensemble).
 
     The transformer and a bag of words make different mistakes, most of all outside the domain
-    they were trained on, so their mean is right more often than either
+    they were trained on, so their mean is right more often than the transformer alone
     (docs/results/out-of-domain.md). The result saves, reloads and exports as one model.
 
     Args:
@@ -179,14 +179,14 @@ def write_model_card(path, config, metrics):
         "finetune_batch_size", "finetune_learning_rate", "label_budget", "bucketed", "precision", "seed",
     )
     rows = lambda keys: "\n".join(f"| {k} | {config[k]} |" for k in keys if k in config)  # noqa: E731
-    # Where the data came from without a path of the training machine: the folder's name, and
-    # each file's checksum (a reader can check a copy of the data against them).
     ensemble = transformer_alone = ""
     if config.get("with_bag_of_words"):
         ensemble = ("\nThat probability is the mean of the transformer's and of a bag of words' (logistic regression on\n"
-                    "which words occur) trained on the same SST-2 labels: together they do better than either, most of\n"
-                    "all outside films.")
+                    "which words occur) trained on the same SST-2 labels: together they do better than the transformer\n"
+                    "alone, on SST-2 and outside films.")
         transformer_alone = f"\n| SST-2 dev accuracy, the transformer alone | {metrics['transformer_dev_accuracy']:.4f} |"
+    # Where the data came from without a path of the training machine: the folder's name, and
+    # each file's checksum (a reader can check a copy of the data against them).
     checksums = "\n".join(f"| `{name}` | `{digest}` |" for name, digest in sorted(config.get("data_checksums", {}).items()))
     text = f"""# Sentiment model (SST-2), pretrained from scratch
 
