@@ -145,7 +145,8 @@ def test_the_out_of_domain_comparison_fine_tunes_and_scores_both_sets(small_enco
         assert 0 <= run["sst2_dev"] <= 1 and list(run["out_of_domain_sets"]) == ["cafes.tsv"]
         assert run["out_of_domain"] in (0.0, 0.5, 1.0) and run["majority_class"] == 0.5
         if run["recipe"].endswith("+bag_of_words"):  # the sure bag of words decides every mean: all right
-            assert (run["sst2_dev"], run["out_of_domain"], run["read_out_of_the_fit_of"]) == (1.0, 1.0, run["recipe"][:-13])
+            fit = run["recipe"].removesuffix("+bag_of_words")
+            assert (run["sst2_dev"], run["out_of_domain"], run["read_out_of_the_fit_of"]) == (1.0, 1.0, fit)
     assert "| plain | 1 |" in out.with_suffix(".md").read_text()
 
 
