@@ -49,6 +49,7 @@ import nbhelpers  # noqa: F401  (first: it keeps TensorFlow's start-up logs quie
 import keras
 
 from nbhelpers.artifacts import data_folder, read_json, require_artifact
+from nbhelpers.baseline import load_bag_of_words
 from nbhelpers.cli import UserError, run_command
 from nbhelpers.data import OUT_OF_DOMAIN_FOLDER, load_out_of_domain_sets, load_sst2
 from nbhelpers.export import average_text_models, build_text_model, predict_texts
@@ -338,8 +339,7 @@ def main(argv=None):
     kept = {recipe: SoupMembers() for recipe in args.recipes} if args.soup else {}
     bag_of_words = None
     if args.with_bag_of_words:
-        baseline = require_artifact(args.artifacts, "01_baseline", files=("bag_of_words.keras",))
-        bag_of_words = BagOfWords(keras.models.load_model(baseline / "bag_of_words.keras"), dev_sentences, dev_labels)
+        bag_of_words = BagOfWords(load_bag_of_words(args.artifacts), dev_sentences, dev_labels)
 
     def keep(runs):
         record["runs"].extend(runs)

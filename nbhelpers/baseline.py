@@ -6,11 +6,17 @@ Usage (names as in the notebooks):
     train = multi_hot_dataset(vectorizer, train_sentences, train_labels, 32, shuffle_seed=0)
     model = build_baseline_model(vectorizer.vocabulary_size())
     text_model = build_text_baseline(vectorizer, model)  # after training: raw strings in
-    text_model.save("bag_of_words.keras")
+    text_model.save(staging / BAG_OF_WORDS_FILE)  # into notebook 01's artifact folder
+    bag_of_words = load_bag_of_words("artifacts")  # later: notebook 05 and the bench read it back
 """
 
 import keras
 import numpy as np
+
+from nbhelpers.artifacts import require_artifact
+
+# Notebook 01's raw-text baseline, inside its artifact folder `01_baseline`.
+BAG_OF_WORDS_FILE = "bag_of_words.keras"
 
 # TensorFlow is imported by the functions that use it: without it (notebook 04 on a JAX-only machine)
 # the multi-hot vectors come from NumPy (`multi_hot_columns`, `multi_hot`), from words that notebook 02
@@ -125,3 +131,29 @@ def build_text_baseline(vectorizer, baseline):
     """
     text = keras.Input(shape=(), dtype="string", name="text")
     return keras.Model(text, baseline(vectorizer(text)), name="bag_of_words_from_text")
+
+
+def load_bag_of_words(artifacts_dir):
+    """Notebook 01's trained bag of words, raw strings in: `(batch,)` strings -> `(batch, 1)` probability.
+
+    Args:
+        artifacts_dir: the artifacts folder where notebook 01 ran.
+
+    Raises:
+        ArtifactError: notebook 01's artifact is missing, incomplete or changed since it was written
+            (the message names the notebook to run).
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> from nbhelpers.artifacts import publish_artifact, stage_artifact, write_json
+    >>> vectorizer = make_multi_hot_vectorizer(["a good film", "a dull film"], max_tokens=10)
+    >>> staging = stage_artifact("artifacts", "01_baseline")
+    >>> build_text_baseline(vectorizer, build_baseline_model(vectorizer.vocabulary_size())).save(staging / BAG_OF_WORDS_FILE)
+    >>> write_json(staging / "config.json", {})
+    >>> _ = publish_artifact(staging)
+    >>> tuple(load_bag_of_words("artifacts")(tf.constant(["a good film"])).shape)
+    (1, 1)
+    """
+    folder = require_artifact(artifacts_dir, "01_baseline", files=(BAG_OF_WORDS_FILE,))
+    return keras.models.load_model(folder / BAG_OF_WORDS_FILE)
