@@ -2,7 +2,7 @@
 
 Usage (names as in the notebooks):
 
-    vectorizer = make_multi_hot_vectorizer(train_sentences, max_tokens=4000)
+    vectorizer = make_multi_hot_vectorizer(train_sentences, max_tokens=4000, ngrams=1)
     train = multi_hot_dataset(vectorizer, train_sentences, train_labels, 32, shuffle_seed=0)
     model = build_baseline_model(vectorizer.vocabulary_size())
     text_model = build_text_baseline(vectorizer, model)  # after training: raw strings in
@@ -23,11 +23,28 @@ BAG_OF_WORDS_FILE = "bag_of_words.keras"
 # split with TensorFlow (`sentence_words`).
 
 
-def make_multi_hot_vectorizer(train_sentences, max_tokens=4000):
-    """A `TextVectorization` layer adapted on the training sentences, giving multi-hot vectors."""
+def make_multi_hot_vectorizer(train_sentences, max_tokens=4000, ngrams=1):
+    """A `TextVectorization` layer adapted on the training sentences, giving multi-hot vectors.
+
+    Args:
+        train_sentences: the sentences whose most frequent words (and word pairs) it keeps.
+        max_tokens: the vectors' length: the most frequent `max_tokens - 1` entries, and one
+            column for every other.
+        ngrams: 1 counts single words (the guide's baseline); 2 counts each pair of neighbouring
+            words too ("not good"), as one more entry competing for `max_tokens`.
+
+    Example:
+
+    >>> vectorizer = make_multi_hot_vectorizer(["not good", "very good"], max_tokens=10, ngrams=2)
+    >>> sorted(str(entry) for entry in vectorizer.get_vocabulary()[1:])
+    ['good', 'not', 'not good', 'very', 'very good']
+    """
     import tensorflow as tf
 
-    vectorizer = keras.layers.TextVectorization(max_tokens=max_tokens, output_mode="multi_hot")
+    if ngrams not in (1, 2, 3):
+        raise ValueError(f"ngrams = {ngrams!r}: count single words (1), or word pairs (2) or triples (3) too.")
+    vectorizer = keras.layers.TextVectorization(max_tokens=max_tokens, ngrams=ngrams if ngrams > 1 else None,
+                                                output_mode="multi_hot")
     vectorizer.adapt(tf.constant(list(train_sentences)))
     return vectorizer
 

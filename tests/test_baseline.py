@@ -47,3 +47,35 @@ def test_numpy_multi_hot_vectors_equal_text_vectorizations_on_real_sst2(shared_d
 
     train = sample_labelled(*load_sst2(shared_data, "train"), 2000, seed=0)[0]
     _compare_multi_hot(train, load_sst2(shared_data, "dev")[0], 500)
+
+
+def test_word_pairs_are_counted_and_survive_the_raw_text_round_trip(tmp_path):
+    import tensorflow as tf
+    from nbhelpers.baseline import build_text_baseline, load_bag_of_words
+
+    sentences, labels = ["not good", "very good", "not bad", "very bad"], [0, 1, 1, 0]
+    words_only = make_multi_hot_vectorizer(sentences, max_tokens=20)
+    with_pairs = make_multi_hot_vectorizer(sentences, max_tokens=20, ngrams=2)
+    assert "not good" not in words_only.get_vocabulary() and "not good" in with_pairs.get_vocabulary()
+    # A pair is a column of its own: "not good" and "good not" share their words, not their pairs.
+    a, b = np.asarray(with_pairs(["not good", "good not"]))
+    assert a.sum() == b.sum() == 3 and not np.array_equal(a, b)
+    np.testing.assert_array_equal(*np.asarray(words_only(["not good", "good not"])))
+
+    model = build_baseline_model(with_pairs.vocabulary_size())
+    model.compile(loss="binary_crossentropy", optimizer="adam")
+    model.fit(multi_hot_dataset(with_pairs, sentences, labels, batch_size=4), epochs=2, verbose=0)
+    # Saved where notebook 01 saves it, then read back as notebook 05 and the bench read it.
+    from nbhelpers.artifacts import publish_artifact, stage_artifact, write_json
+    staging = stage_artifact(tmp_path, "01_baseline")
+    text_model = build_text_baseline(with_pairs, model)
+    text_model.save(staging / "bag_of_words.keras")
+    write_json(staging / "config.json", {"baseline_ngrams": 2})
+    publish_artifact(staging)
+    texts = tf.constant(["not good at all", "very bad", "good"])
+    np.testing.assert_allclose(load_bag_of_words(tmp_path)(texts), text_model(texts), atol=1e-6)
+
+
+def test_more_than_word_triples_are_refused():
+    with pytest.raises(ValueError, match="ngrams = 4"):
+        make_multi_hot_vectorizer(["a film"], ngrams=4)
