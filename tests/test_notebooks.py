@@ -92,6 +92,7 @@ def test_the_series_runs_in_order_with_the_tiny_profile(tiny_series):
     assert loaded.returncode == 0 and loaded.stdout.strip() == "False", loaded.stderr[-3000:]
     card = (tmp_path / "05_export" / "MODEL_CARD.md").read_text()
     assert f"| SST-2 dev accuracy | {export['dev_accuracy']:.4f} |" in card and "keras.models.load_model" in card
+    assert "exported vs the in-notebook classifier (dev set)" in card
 
 
 def test_a_time_budget_is_planned_as_steps_with_ten_evaluations(tiny_series, tmp_path):

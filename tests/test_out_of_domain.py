@@ -289,6 +289,7 @@ def test_notebook_05_with_the_bag_of_words_exports_the_mean_of_both_and_scores_a
     card = (tmp_path / "05_export" / "MODEL_CARD.md").read_text()
     assert "the mean of the transformer's and of a bag of words'" in card
     assert f"| SST-2 dev accuracy, the transformer alone | {alone:.4f} |" in card
+    assert "exported vs the in-notebook classifier and bag of words, averaged (dev set)" in card
     assert f"| majority class | transformer | bag of words | {EXPORTED_MEAN} |" in card
     assert f"*{EXPORTED_MEAN}* this model" in card
 
