@@ -183,9 +183,10 @@ def write_model_card(path, config, metrics):
     built_from = "the in-notebook classifier"  # what the export must reproduce
     if config.get("with_bag_of_words"):
         built_from = "the in-notebook classifier and bag of words, averaged"
+        features = "words and pairs of neighbouring words" if config.get("baseline_ngrams", 1) > 1 else "words"
         ensemble = ("\nThat probability is the mean of the transformer's and of a bag of words' (logistic regression on\n"
-                    "which words occur) trained on the same SST-2 labels: together they do better than the transformer\n"
-                    "alone, on SST-2 and outside films.")
+                    f"which {features} occur) trained on the same SST-2 labels: together they do better than the\n"
+                    "transformer alone, on SST-2 and outside films.")
         transformer_alone = f"\n| SST-2 dev accuracy, the transformer alone | {metrics['transformer_dev_accuracy']:.4f} |"
     # Where the data came from without a path of the training machine: the folder's name, and
     # each file's checksum (a reader can check a copy of the data against them).
