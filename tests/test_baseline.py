@@ -64,7 +64,7 @@ def test_word_pairs_are_counted_and_survive_the_raw_text_round_trip(tmp_path):
 
     model = build_baseline_model(with_pairs.vocabulary_size())
     model.compile(loss="binary_crossentropy", optimizer="adam")
-    model.fit(multi_hot_dataset(with_pairs, sentences, labels, batch_size=4), epochs=2, verbose=0)
+    model.fit(multi_hot_dataset(with_pairs, sentences, labels, batch_size=4), epochs=2, shuffle=False, verbose=0)
     # Saved where notebook 01 saves it, then read back as notebook 05 and the bench read it.
     from nbhelpers.artifacts import publish_artifact, stage_artifact, write_json
     staging = stage_artifact(tmp_path, "01_baseline")
