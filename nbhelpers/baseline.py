@@ -17,6 +17,9 @@ from nbhelpers.artifacts import require_artifact
 
 # Notebook 01's raw-text baseline, inside its artifact folder `01_baseline`.
 BAG_OF_WORDS_FILE = "bag_of_words.keras"
+# What the bag of words counts, by its `ngrams` (the model card says it in these words).
+BAG_OF_WORDS_FEATURES = {1: "words", 2: "words and pairs of neighbouring words",
+                         3: "words and runs of two or three neighbouring words"}
 
 # TensorFlow is imported by the functions that use it: without it (notebook 04 on a JAX-only machine)
 # the multi-hot vectors come from NumPy (`multi_hot_columns`, `multi_hot`), from words that notebook 02
@@ -31,7 +34,8 @@ def make_multi_hot_vectorizer(train_sentences, max_tokens=4000, ngrams=1):
         max_tokens: the vectors' length: the most frequent `max_tokens - 1` entries, and one
             column for every other.
         ngrams: 1 counts single words (the guide's baseline); 2 counts each pair of neighbouring
-            words too ("not good"), as one more entry competing for `max_tokens`.
+            words too ("not good"), as one more entry competing for `max_tokens`; 3 also each run
+            of three ("not very good").
 
     Example:
 
@@ -41,7 +45,7 @@ def make_multi_hot_vectorizer(train_sentences, max_tokens=4000, ngrams=1):
     """
     import tensorflow as tf
 
-    if ngrams not in (1, 2, 3):
+    if ngrams not in BAG_OF_WORDS_FEATURES:
         raise ValueError(f"ngrams = {ngrams!r}: count single words (1), or word pairs (2) or triples (3) too.")
     vectorizer = keras.layers.TextVectorization(max_tokens=max_tokens, ngrams=ngrams if ngrams > 1 else None,
                                                 output_mode="multi_hot")

@@ -23,6 +23,8 @@ import keras_hub  # noqa: F401  (registers keras-hub layers for loading)
 import numpy as np
 import tensorflow as tf
 
+from nbhelpers.baseline import BAG_OF_WORDS_FEATURES
+
 # The out-of-domain check's name for the exported model where it averages the transformer and the
 # bag of words (the other two are scored alone beside it).
 EXPORTED_MEAN = "exported (their mean)"
@@ -183,7 +185,7 @@ def write_model_card(path, config, metrics):
     built_from = "the in-notebook classifier"  # what the export must reproduce
     if config.get("with_bag_of_words"):
         built_from = "the in-notebook classifier and bag of words, averaged"
-        features = "words and pairs of neighbouring words" if config.get("baseline_ngrams", 1) > 1 else "words"
+        features = BAG_OF_WORDS_FEATURES[config.get("baseline_ngrams", 1)]
         ensemble = ("\nThat probability is the mean of the transformer's and of a bag of words' (logistic regression on\n"
                     f"which {features} occur) trained on the same SST-2 labels: together they do better than the\n"
                     "transformer alone, on SST-2 and outside films.")

@@ -76,6 +76,14 @@ def test_word_pairs_are_counted_and_survive_the_raw_text_round_trip(tmp_path):
     np.testing.assert_allclose(load_bag_of_words(tmp_path)(texts), text_model(texts), atol=1e-6)
 
 
+def test_word_triples_are_counted_beside_words_and_pairs():
+    with_triples = make_multi_hot_vectorizer(["not very good", "very good"], max_tokens=20, ngrams=3)
+    vocabulary = {str(entry) for entry in with_triples.get_vocabulary()}
+    assert {"good", "very good", "not very", "not very good"} <= vocabulary
+    # "not very good": 3 words, 2 pairs, 1 triple, each a column of its own.
+    assert np.asarray(with_triples(["not very good"])).sum() == 6
+
+
 def test_more_than_word_triples_are_refused():
     with pytest.raises(ValueError, match="ngrams = 4"):
         make_multi_hot_vectorizer(["a film"], ngrams=4)

@@ -249,7 +249,10 @@ def test_the_model_card_says_how_it_does_outside_films_or_that_it_was_not_measur
     assert "## How it does outside films\nNot measured" in card and "product_reviews_1" in card
 
 
-@pytest.mark.parametrize("ngrams, features", [(1, "which words occur"), (2, "which words and pairs of neighbouring words occur")])
+@pytest.mark.parametrize("ngrams, features", [
+    (1, "which words occur"), (2, "which words and pairs of neighbouring words occur"),
+    (3, "which words and runs of two or three neighbouring words occur"),
+])
 def test_the_model_card_says_what_the_averaged_bag_of_words_counts(tmp_path, ngrams, features):
     config = {"sequence_length": 16, "vocabulary_size": 15, "with_bag_of_words": True, "baseline_ngrams": ngrams}
     metrics = {"dev_accuracy": 0.8, "transformer_dev_accuracy": 0.7, "max_difference_vs_classifier": 0.0}
