@@ -42,7 +42,8 @@ from pathlib import Path
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import numpy as np  # noqa: E402
-import yaml  # noqa: E402
+
+from nbhelpers.params import read_yaml  # noqa: E402
 
 CONTROL = "transformer, no pretraining"
 STARTS = ("random", "cooccurrence")
@@ -58,7 +59,7 @@ def prepare(args):
     from nbhelpers.tokenization import SPECIAL_TOKENS, make_tokenizer, tokenize_texts
     from nbhelpers.word_vectors import cooccurrence_vectors
 
-    params = yaml.safe_load(Path(args.params).read_text())
+    params = read_yaml(Path(args.params).read_text())
     config = json.loads((Path(args.mlm_data) / "config.json").read_text())
     tokenizer = make_tokenizer(Path(args.mlm_data) / "vocab.txt", config["sequence_length"])
     data_dir = resolve_data_dir(args.data_dir, "artifacts")
@@ -221,7 +222,7 @@ def run(args):
     import jax
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))  # gpu_step, beside this file
-    params = yaml.safe_load(Path(args.params).read_text())
+    params = read_yaml(Path(args.params).read_text())
     prepared = dict(np.load(args.prepared))
     arms = args.arm or [[CONTROL, "random", "0", "0"]]
     results = {"device": jax.devices()[0].device_kind, "jax": jax.__version__, "params": args.params,

@@ -45,10 +45,10 @@ import jax  # noqa: E402
 import keras  # noqa: E402
 import keras_hub  # noqa: E402
 import numpy as np  # noqa: E402
-import yaml  # noqa: E402
 
 from nbhelpers.masking import SelfMaskingMLM  # noqa: E402
 from nbhelpers.models import build_encoder, build_pretraining_model  # noqa: E402
+from nbhelpers.params import read_yaml  # noqa: E402
 from nbhelpers.schedules import learning_rate  # noqa: E402
 from nbhelpers.tokenization import MASK, NEVER_MASKED, SPECIAL_TOKENS  # noqa: E402
 from nbhelpers.training import set_seed  # noqa: E402
@@ -322,7 +322,7 @@ def main(argv=None):
                   f"{run['seconds'] * 1e3:8.2f} ms/step {sequences:>10,.0f} seq/s  MFU {run['mfu']:6.1%}  "
                   f"(compile {run['compile_seconds']:.1f} s)", flush=True)
     if args.parity_data:
-        params = yaml.safe_load(Path(args.parity_params).read_text())
+        params = read_yaml(Path(args.parity_params).read_text())
         results["parity"] = []
         for spec in args.parity_runs:
             precision, head = spec.split(":")

@@ -25,11 +25,11 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
-import yaml
 
 from nbhelpers.data import load_sst2, resolve_data_dir
 from nbhelpers.label_budget import ARMS, CurveSettings, LabelledSplits, TransformerArm, label_budget_curve, summarize
 from nbhelpers.models import EMBEDDING_LAYER, build_classifier, build_encoder
+from nbhelpers.params import read_yaml
 from nbhelpers.schedules import learning_rate, seconds_per_step, steps_for_minutes
 from nbhelpers.tokenization import MASK, NEVER_MASKED, make_tokenizer, tokenize_texts
 from nbhelpers.training import WallClock, set_seed
@@ -95,7 +95,7 @@ def main(argv=None):
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
 
-    params = yaml.safe_load(Path(args.params).read_text())
+    params = read_yaml(Path(args.params).read_text())
     mlm_data = Path(args.mlm_data)
     config = json.loads((mlm_data / "config.json").read_text())
     tokenizer = make_tokenizer(mlm_data / "vocab.txt", config["sequence_length"])

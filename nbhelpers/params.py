@@ -15,6 +15,9 @@ ValueError: MASK_RATE = 0.0 is out of range: allowed values are > 0.0 and <= 1.0
 """
 
 import dataclasses
+import re
+
+import yaml
 
 # Annotations written as strings (`from __future__ import annotations`) name these types.
 TYPE_NAMES = {"int": int, "float": float, "str": str, "bool": bool}
@@ -148,3 +151,28 @@ def check_parameter(name, value, kind, rule=None):
         raise ValueError(
             f"{name} = {value!r} is out of range: allowed values are {' and '.join(bounds)}."
         )
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, but `1e-4` is a float as in YAML 1.2 and Python (YAML 1.1 reads it as a
+    string unless written `1.0e-4`)."""
+
+
+_YamlLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+                                  list("-+.0123456789"))
+
+
+def read_yaml(text):
+    """Parameter values from YAML text, as a profile (`params/*.yaml`) or a `-p NAME VALUE` is read.
+
+    PyYAML's safe loader, except that scientific notation is a float, as Python writes it.
+
+    Args:
+        text: YAML text.
+
+    Example:
+
+    >>> read_yaml("{PRETRAIN_LEARNING_RATE: 1e-4, SEED: 42}")
+    {'PRETRAIN_LEARNING_RATE': 0.0001, 'SEED': 42}
+    """
+    return yaml.load(text, Loader=_YamlLoader)

@@ -24,7 +24,6 @@ import argparse
 import difflib
 import logging
 import os
-import re
 import sys
 import tempfile
 import threading
@@ -44,6 +43,7 @@ from nbhelpers.artifacts import (
 )
 from nbhelpers.cli import DEBUG_HELP, UserError, run_command
 from nbhelpers.notebook_hygiene import clean_notebook
+from nbhelpers.params import read_yaml
 from nbhelpers.progress import PROGRESS_SECONDS, QUIET_ENV, format_duration
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,19 +67,6 @@ def notebook_paths(notebooks_dir=NOTEBOOKS_DIR, only=()):
     return paths
 
 
-class _YamlLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, but `1e-4` is a float as in YAML 1.2 and Python (YAML 1.1 reads it as a
-    string unless written `1.0e-4`)."""
-
-
-_YamlLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
-                                  list("-+.0123456789"))
-
-
-def _read_yaml(text):
-    return yaml.load(text, Loader=_YamlLoader)
-
-
 def load_profile(profile):
     """Read a profile by name (`params/<name>.yaml`) or path; returns a dict."""
     path = Path(profile)
@@ -89,7 +76,7 @@ def load_profile(profile):
         names = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
         raise UserError(f"Profile {profile!r} not found ({path}); available: {names}.")
     try:
-        values = _read_yaml(path.read_text(encoding="utf-8")) or {}
+        values = read_yaml(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise UserError(f"Profile {path} is not valid YAML: {_yaml_problem(exc)}.") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -144,7 +131,7 @@ def split_parameters(paths, values):
 def parse_value(text, name="VALUE"):
     """Read a `-p NAME VALUE` value as YAML, so 3 is an int, 0.5 and 1e-4 floats and "x" a str."""
     try:
-        return _read_yaml(text) if text != "" else ""
+        return read_yaml(text) if text != "" else ""
     except yaml.YAMLError as exc:
         raise UserError(f"-p {name} {text!r}: not a valid value ({_yaml_problem(exc)}); quote a string.") from None
 

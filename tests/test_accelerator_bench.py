@@ -33,9 +33,9 @@ def test_the_accelerator_step_bench_runs_without_tensorflow(tmp_path):
         np.save(data / f"{split}_tokens.npy", rng.integers(5, 60, size=(rows, 16)).astype("int32"))
     (data / "config.json").write_text(json.dumps(
         {"vocabulary_size": 60, "sequence_length": 16, "predictions_per_sequence": 3, "mask_rate": 0.2}))
-    params = tmp_path / "params.yaml"
+    params = tmp_path / "params.yaml"  # 1e-2: read as a float, as the series reads its profiles
     params.write_text("SEED: 1\nNUM_LAYERS: 1\nMODEL_DIM: 16\nNUM_HEADS: 2\nINTERMEDIATE_DIM: 32\nDROPOUT: 0.0\n"
-                      "NORMALIZE_FIRST: true\nPRETRAIN_BATCH_SIZE: 16\nPRETRAIN_LEARNING_RATE: 0.01\n"
+                      "NORMALIZE_FIRST: true\nPRETRAIN_BATCH_SIZE: 16\nPRETRAIN_LEARNING_RATE: 1e-2\n"
                       "PRETRAIN_SCHEDULE: warmup_cosine\n")
     out = tmp_path / "gpu_step.json"
     done = subprocess.run(
@@ -72,10 +72,10 @@ def test_training_flops_count_the_guide_model():
 def test_the_gpu_label_curve_prepares_with_tensorflow_and_runs_without(tmp_path, miniature_mlm_data):
     """bench/gpu_label_curve.py: `prepare` (tokenizer, samples) here, `run` in a TensorFlow-free JAX process."""
     data_dir, mlm_data = miniature_mlm_data(sst2_train=400, sst2_dev=60, train_rows=64, valid_rows=16, predictions=3)
-    params = tmp_path / "params.yaml"
+    params = tmp_path / "params.yaml"  # 1e-3: read as a float, as the series reads its profiles
     params.write_text("SEED: 1\nNUM_LAYERS: 1\nMODEL_DIM: 16\nNUM_HEADS: 2\nINTERMEDIATE_DIM: 32\nDROPOUT: 0.0\n"
-                      "NORMALIZE_FIRST: true\nPRETRAIN_BATCH_SIZE: 16\nPRETRAIN_LEARNING_RATE: 0.01\n"
-                      "PRETRAIN_SCHEDULE: warmup_cosine\nFINETUNE_BATCH_SIZE: 16\nCURVE_LEARNING_RATE: 0.001\n"
+                      "NORMALIZE_FIRST: true\nPRETRAIN_BATCH_SIZE: 16\nPRETRAIN_LEARNING_RATE: 1e-2\n"
+                      "PRETRAIN_SCHEDULE: warmup_cosine\nFINETUNE_BATCH_SIZE: 16\nCURVE_LEARNING_RATE: 1e-3\n"
                       "BASELINE_MAX_TOKENS: 100\nCURVE_MIN_STEPS: 10\nCURVE_BUDGETS: \"40,80\"\nCURVE_SEEDS: 2\n")
     spec = importlib.util.spec_from_file_location("gpu_label_curve", BENCH.with_name("gpu_label_curve.py"))
     curve = importlib.util.module_from_spec(spec)

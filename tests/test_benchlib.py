@@ -79,9 +79,9 @@ def test_training_lowers_the_loss_and_resuming_keeps_the_sampling_state(tmp_path
 def test_the_replaced_token_curve_bench_runs(tmp_path, monkeypatch, miniature_mlm_data):
     monkeypatch.chdir(tmp_path)
     data_dir, mlm_data = miniature_mlm_data(sst2_train=300, sst2_dev=40, train_rows=128, valid_rows=32, predictions=4)
-    params = tmp_path / "params.yaml"
+    params = tmp_path / "params.yaml"  # 3e-3: read as a float, as the series reads its profiles
     params.write_text("SEED: 3\nNUM_LAYERS: 1\nMODEL_DIM: 16\nNUM_HEADS: 2\nINTERMEDIATE_DIM: 32\nDROPOUT: 0.0\n"
-                      "NORMALIZE_FIRST: true\nPRETRAIN_BATCH_SIZE: 8\nPRETRAIN_LEARNING_RATE: 0.003\n"
+                      "NORMALIZE_FIRST: true\nPRETRAIN_BATCH_SIZE: 8\nPRETRAIN_LEARNING_RATE: 3e-3\n"
                       "PRETRAIN_SCHEDULE: warmup_cosine\nPRETRAIN_MINUTES: 0.05\nFINETUNE_BATCH_SIZE: 16\n"
                       "CURVE_LEARNING_RATE: 0.001\nBASELINE_MAX_TOKENS: 100\nCURVE_MIN_STEPS: 5\nBUCKETED: true\n"
                       "CURVE_BUDGETS: \"40\"\nCURVE_SEEDS: 1\n")
