@@ -2,7 +2,8 @@
 
 Each notebook checks its parameters in one call: every parameter against the type its
 parameters cell declares (`SEED: int = 42`), and those named in a small spec against their
-range or choices. An error says what is wrong and what is allowed.
+range or choices. An error says what is wrong and what is allowed. `read_yaml` reads parameter
+values as the runner, the profiles and the benches all read them.
 
 Example:
 
